@@ -1,0 +1,208 @@
+//! The recovery code (BRIEF R5; docs/spec/keyring.md §5): 256 random bits the user writes
+//! down at first login, in a form a person can copy and type back.
+//!
+//! ```text
+//! payload = code (32 bytes) || SHA-256("vault/v1/recovery-code-check\0" || code)[0..3]
+//! text    = Crockford base32 of payload (56 characters), in 14 groups of 4 joined by '-'
+//! ```
+//!
+//! Parsing is case-insensitive, reads `O` as `0` and `I`/`L` as `1`, ignores hyphens and
+//! white space, and checks the 24-bit checksum before any key derivation runs.
+
+use core::fmt;
+use std::str::FromStr;
+use std::sync::LazyLock;
+
+use data_encoding::{Encoding, Specification};
+use rand_core::CryptoRngCore;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use zeroize::{ZeroizeOnDrop, Zeroizing};
+
+use crate::error::RecoveryCodeError;
+use crate::keys::HASH_RECOVERY_CHECK;
+
+const CODE_LEN: usize = 32;
+const CHECK_LEN: usize = 3;
+/// Characters in a recovery code, separators excluded.
+pub const RECOVERY_CODE_CHARS: usize = 56;
+const GROUP: usize = 4;
+
+static CROCKFORD: LazyLock<Option<Encoding>> = LazyLock::new(|| {
+    let mut spec = Specification::new();
+    spec.symbols.push_str("0123456789ABCDEFGHJKMNPQRSTVWXYZ");
+    spec.translate.from.push_str("abcdefghjkmnpqrstvwxyzoOiIlL");
+    spec.translate.to.push_str("ABCDEFGHJKMNPQRSTVWXYZ001111");
+    spec.encoding().ok()
+});
+
+fn crockford() -> &'static Encoding {
+    // The specification above is a constant that data-encoding accepts (a unit test pins it).
+    match CROCKFORD.as_ref() {
+        Some(e) => e,
+        None => unreachable!("the Crockford base32 specification is valid"),
+    }
+}
+
+/// A 256-bit recovery code. Zeroized on drop; `Debug` redacted; shown to the user only
+/// through [`RecoveryCode::expose_formatted`].
+#[derive(ZeroizeOnDrop)]
+pub struct RecoveryCode([u8; CODE_LEN]);
+
+impl RecoveryCode {
+    pub(crate) fn generate(rng: &mut impl CryptoRngCore) -> Self {
+        let mut code = [0u8; CODE_LEN];
+        rng.fill_bytes(&mut code);
+        Self(code)
+    }
+
+    pub(crate) fn expose_bytes(&self) -> &[u8; CODE_LEN] {
+        &self.0
+    }
+
+    fn checksum(code: &[u8; CODE_LEN]) -> [u8; CHECK_LEN] {
+        let digest = Sha256::new()
+            .chain_update(HASH_RECOVERY_CHECK)
+            .chain_update(code)
+            .finalize();
+        let mut check = [0u8; CHECK_LEN];
+        check.copy_from_slice(&digest[..CHECK_LEN]);
+        check
+    }
+
+    /// The code as the user writes it down: 56 characters in 14 groups of 4,
+    /// e.g. `7K3M-...-Q0ZD`.
+    pub fn expose_formatted(&self) -> Zeroizing<String> {
+        let mut payload = Zeroizing::new([0u8; CODE_LEN + CHECK_LEN]);
+        payload[..CODE_LEN].copy_from_slice(&self.0);
+        payload[CODE_LEN..].copy_from_slice(&Self::checksum(&self.0));
+        let plain = Zeroizing::new(crockford().encode(&*payload));
+        let mut out = Zeroizing::new(String::with_capacity(RECOVERY_CODE_CHARS + 13));
+        for (i, c) in plain.chars().enumerate() {
+            if i > 0 && i % GROUP == 0 {
+                out.push('-');
+            }
+            out.push(c);
+        }
+        out
+    }
+
+    /// Parses a typed code, checking length, alphabet and checksum.
+    pub fn parse(text: &str) -> Result<Self, RecoveryCodeError> {
+        let compact: Zeroizing<String> = Zeroizing::new(
+            text.chars()
+                .filter(|c| *c != '-' && !c.is_whitespace())
+                .collect(),
+        );
+        let chars = compact.chars().count();
+        if chars != RECOVERY_CODE_CHARS {
+            return Err(RecoveryCodeError::Length(chars));
+        }
+        if !compact.is_ascii() {
+            return Err(RecoveryCodeError::Character);
+        }
+        let mut payload = Zeroizing::new([0u8; CODE_LEN + CHECK_LEN]);
+        let written = crockford()
+            .decode_mut(compact.as_bytes(), &mut *payload)
+            .map_err(|_| RecoveryCodeError::Character)?;
+        if written != CODE_LEN + CHECK_LEN {
+            return Err(RecoveryCodeError::Length(chars));
+        }
+        let mut code = [0u8; CODE_LEN];
+        code.copy_from_slice(&payload[..CODE_LEN]);
+        let code = Self(code);
+        let check = Self::checksum(&code.0);
+        if !bool::from(check.ct_eq(&payload[CODE_LEN..])) {
+            return Err(RecoveryCodeError::Checksum);
+        }
+        Ok(code)
+    }
+}
+
+impl FromStr for RecoveryCode {
+    type Err = RecoveryCodeError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse(s)
+    }
+}
+
+impl fmt::Debug for RecoveryCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("RecoveryCode([redacted])")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand_core::OsRng;
+
+    #[test]
+    fn alphabet_specification_is_valid() {
+        assert!(CROCKFORD.is_some());
+    }
+
+    #[test]
+    fn round_trip_and_form() {
+        let code = RecoveryCode::generate(&mut OsRng);
+        let text = code.expose_formatted();
+        assert_eq!(text.len(), RECOVERY_CODE_CHARS + 13);
+        assert_eq!(text.split('-').count(), 14);
+        let back = RecoveryCode::parse(&text).unwrap();
+        assert_eq!(back.0, code.0);
+        // Lower case, no separators, O for 0, l for 1.
+        let sloppy: String = text
+            .replace('-', " ")
+            .to_lowercase()
+            .replace('0', "o")
+            .replace('1', "l");
+        assert_eq!(RecoveryCode::parse(&sloppy).unwrap().0, code.0);
+    }
+
+    #[test]
+    fn every_single_character_typo_is_caught() {
+        // Fixed codes, so the outcome is a fact about these codes and not a 2^-24 gamble.
+        for seed in 0..3u8 {
+            let code = RecoveryCode(core::array::from_fn(|i| {
+                (i as u8).wrapping_mul(37).wrapping_add(seed)
+            }));
+            assert_every_typo_caught(&code);
+        }
+    }
+
+    fn assert_every_typo_caught(code: &RecoveryCode) {
+        let text: String = code.expose_formatted().replace('-', "");
+        let alphabet = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+        for i in 0..text.len() {
+            for sub in alphabet.chars() {
+                let mut typo: Vec<char> = text.chars().collect();
+                if typo[i] == sub {
+                    continue;
+                }
+                typo[i] = sub;
+                let typo: String = typo.into_iter().collect();
+                let err = RecoveryCode::parse(&typo).err();
+                assert!(err.is_some(), "typo at {i} accepted");
+            }
+        }
+    }
+
+    #[test]
+    fn refusals() {
+        assert_eq!(
+            RecoveryCode::parse("ABCD").err(),
+            Some(RecoveryCodeError::Length(4))
+        );
+        let bad = "U".repeat(RECOVERY_CODE_CHARS);
+        assert_eq!(
+            RecoveryCode::parse(&bad).err(),
+            Some(RecoveryCodeError::Character)
+        );
+        let non_ascii = "é".repeat(RECOVERY_CODE_CHARS);
+        assert_eq!(
+            RecoveryCode::parse(&non_ascii).err(),
+            Some(RecoveryCodeError::Character)
+        );
+    }
+}
