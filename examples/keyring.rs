@@ -38,7 +38,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     let (sealed, recovery_code) = SealedKeyring::seal(&mut OsRng, &keyring, &keys);
     let stored = sealed.to_bytes();
-    println!("sealed keyring: {} bytes (this is what the server stores)", stored.len());
+    println!(
+        "sealed keyring: {} bytes (this is what the server stores)",
+        stored.len()
+    );
     println!(
         "recovery code (shown once; write it down): {}",
         recovery_code.expose_formatted().as_str()
@@ -65,7 +68,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tampered[last] ^= 1;
     let tampered = SealedKeyring::from_bytes(&tampered)?.unlock_with_password(&password);
     assert_eq!(tampered.err(), Some(Error::AuthenticationFailed));
-    println!("wrong password and a flipped bit: both `{}`", Error::AuthenticationFailed);
+    println!(
+        "wrong password and a flipped bit: both `{}`",
+        Error::AuthenticationFailed
+    );
 
     // 3. Forgot the password: the recovery code (typed back, typos caught by its checksum)
     //    and a new password give a new wrapping of the same keys.

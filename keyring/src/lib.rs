@@ -69,3 +69,10 @@ pub mod reexports {
     pub use rand_core;
     pub use rsa;
 }
+
+/// Building blocks exposed for the test suites (Wycheproof, known-answer vectors) and the
+/// fuzz targets. Not part of the stable API.
+#[doc(hidden)]
+pub mod internal {
+    pub use crate::identity::{decode_rsa_public_strict, verify_pss_public};
+}

@@ -162,3 +162,7 @@ pub fn open(
     Aes256Ctr::new(&keys.enc.into(), &keys.iv.into()).apply_keystream(&mut plaintext);
     Ok(plaintext)
 }
+
+#[cfg(test)]
+#[path = "seal_kat_tests.rs"]
+mod kat_tests;
