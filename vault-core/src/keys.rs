@@ -1,0 +1,49 @@
+//! Keys of the data layer and every label that separates them (THREATS C21;
+//! docs/spec/pages.md §1).
+
+use core::fmt;
+
+use rand_core::CryptoRngCore;
+use zeroize::ZeroizeOnDrop;
+
+/// Seal context: a collection key wrapped under the owner's keyring key.
+pub(crate) const SEAL_COLLECTION_KEY: &str = "vault/v1/collection-key";
+/// Seal context: an object header under the collection key.
+pub(crate) const SEAL_OBJECT_HEADER: &str = "vault/v1/object-header";
+/// Seal context: a manifest under the collection key.
+pub(crate) const SEAL_MANIFEST: &str = "vault/v1/manifest";
+/// Signature domain of manifests.
+pub(crate) const SIG_MANIFEST: &[u8] = b"vault/v1/manifest-signature\0";
+/// Hash domain of the manifest chain.
+pub(crate) const HASH_MANIFEST: &[u8] = b"vault/v1/manifest-hash\0";
+/// Hash domain of an object digest (sealed header and page tags).
+pub(crate) const HASH_OBJECT: &[u8] = b"vault/v1/object-digest\0";
+
+/// The random key of one object version; every page key derives from it.
+#[derive(ZeroizeOnDrop)]
+pub struct DataKey([u8; 32]);
+
+impl DataKey {
+    /// A fresh key.
+    pub fn generate(rng: &mut impl CryptoRngCore) -> Self {
+        let mut k = [0u8; 32];
+        rng.fill_bytes(&mut k);
+        Self(k)
+    }
+
+    /// A key from its bytes (object headers, vectors).
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+
+    /// The bytes.
+    pub fn expose_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for DataKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("DataKey([redacted])")
+    }
+}

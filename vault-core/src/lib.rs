@@ -1,0 +1,53 @@
+//! # vault-core
+//!
+//! The data half of the end-to-end encrypted vault: objects of any size stored as
+//! zstd-compressed, AES-256-CTR-encrypted, HMAC-SHA256-sealed pages under keys unique to the
+//! object; collections with their own keys and a signed, hash-chained manifest; one
+//! [`Store`] trait with an in-memory store and the embedded default, [`SledStore`].
+//!
+//! Everything that leaves this library is an opaque sealed page, header or manifest; names,
+//! sizes and times live inside them. The byte formats are in `docs/spec/pages.md`.
+//!
+//! ```
+//! use vault_core::{LocalState, MemoryStore, Vault};
+//! use vault_keyring::{Keyring, KeyringOptions};
+//!
+//! let keyring = Keyring::generate(&mut rand_core::OsRng, &KeyringOptions::new())?;
+//! let vault = Vault::open(MemoryStore::new(), keyring, LocalState::in_memory());
+//! let mut notes = vault.collection("notes")?;
+//! notes.put("2026/11/22.txt", b"meeting at noon")?;
+//! assert_eq!(notes.get("2026/11/22.txt")?, b"meeting at noon");
+//! assert_eq!(notes.list().len(), 1);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! Every integrity failure is the one [`Error::Integrity`]; no plaintext of a page that
+//! failed is released (THREATS I1, I2).
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod error;
+mod ids;
+mod keys;
+mod manifest;
+mod object;
+mod page;
+mod store;
+mod vault;
+mod wire;
+
+pub use error::Error;
+pub use ids::{CollectionId, ObjectId, VaultId};
+pub use keys::DataKey;
+pub use manifest::{Entry, Manifest};
+pub use object::{ObjectMeta, ObjectReader, MAX_CONTENT_TYPE_LEN, MAX_NAME_LEN};
+pub use page::{Compression, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, MIN_PAGE_SIZE};
+pub use store::{MemoryStore, ObjectAddress, PageAddress, SledStore, Store, StoreError, Swap};
+pub use vault::{Collection, Listing, LocalState, PutOptions, Vault, MAX_COLLECTION_NAME_LEN};
+
+/// Building blocks for the vectors, the tests and the fuzz targets. Not a stable API.
+#[doc(hidden)]
+pub mod internal {
+    pub use crate::page::{open_page, padded_len, seal_page, PagePosition};
+}

@@ -1,0 +1,292 @@
+//! Signed, hash-chained collection manifests (docs/spec/pages.md §6; THREATS C13–C16).
+//!
+//! ```text
+//! tbs      = "VMAN" || u8 version (1) || u8 suite (1) || vault_id || collection_id
+//!            || u64 manifest_version || prev_hash[32] || u32 key_epoch || writer[16]
+//!            || u64 timestamp || vec16 collection_name || u32 entry_count || entries
+//! entry    = object_id[16] || u64 object_version || u8 state (1 live, 2 deleted)
+//!            || u64 size || u32 page_count || digest[32] || vec16 name
+//! signed   = tbs || signature[256]     (RSASSA-PSS-SHA256 by the writer over
+//!                                       "vault/v1/manifest-signature\0" || tbs)
+//! stored   = seal(collection key, "vault/v1/manifest",
+//!                 ad = "VMAN" || u8 1 || u8 1 || vault_id || collection_id || u64 version,
+//!                 signed)
+//! hash     = SHA-256("vault/v1/manifest-hash\0" || tbs)
+//! ```
+//!
+//! Entries are sorted by object id, strictly increasing; a deleted object stays as a
+//! tombstone entry, so a manifest that lost an object without a signed deletion is detected
+//! by comparing it with the last one this device accepted.
+
+use std::collections::BTreeMap;
+
+use rand_core::CryptoRngCore;
+use sha2::{Digest, Sha256};
+use vault_keyring::seal::{self, Context};
+use vault_keyring::{IdentityBundle, Keyring, KeyringId, SymmetricKey, SIGNATURE_LEN};
+
+use crate::error::{integrity, Error};
+use crate::ids::{CollectionId, ObjectId, VaultId};
+use crate::keys::{HASH_MANIFEST, SEAL_MANIFEST, SIG_MANIFEST};
+use crate::object::MAX_NAME_LEN;
+use crate::wire::{Malformed, Reader, Writer};
+
+const SEALED: Context = Context::new(SEAL_MANIFEST);
+const STATE_LIVE: u8 = 1;
+const STATE_DELETED: u8 = 2;
+/// Most entries a manifest may hold.
+pub const MAX_ENTRIES: u32 = 1_000_000;
+
+/// One object of a manifest.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    /// The object's current version.
+    pub version: u64,
+    /// `false` for a tombstone (a signed deletion).
+    pub live: bool,
+    /// Content size.
+    pub size: u64,
+    /// Number of pages.
+    pub page_count: u32,
+    /// Digest of the sealed header (which lists every page tag).
+    pub digest: [u8; 32],
+    /// The object's name.
+    pub name: String,
+}
+
+/// A decoded, verified manifest.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Manifest {
+    /// Vault.
+    pub vault: VaultId,
+    /// Collection.
+    pub collection: CollectionId,
+    /// Monotonic version, from 1.
+    pub version: u64,
+    /// Hash of the previous manifest (zero for version 1).
+    pub prev_hash: [u8; 32],
+    /// Collection key epoch.
+    pub key_epoch: u32,
+    /// The keyring that signed it.
+    pub writer: KeyringId,
+    /// Signing time, seconds since the Unix epoch (as the writer claims).
+    pub timestamp: u64,
+    /// The collection's name.
+    pub name: String,
+    /// The objects, by id.
+    pub entries: BTreeMap<ObjectId, Entry>,
+}
+
+impl Manifest {
+    /// An empty first manifest.
+    pub fn first(
+        vault: VaultId,
+        collection: CollectionId,
+        writer: KeyringId,
+        name: String,
+    ) -> Self {
+        Self {
+            vault,
+            collection,
+            version: 0,
+            prev_hash: [0; 32],
+            key_epoch: 1,
+            writer,
+            timestamp: 0,
+            name,
+            entries: BTreeMap::new(),
+        }
+    }
+
+    fn tbs(&self) -> Vec<u8> {
+        let mut t = Vec::with_capacity(128 + self.entries.len() * 96);
+        t.extend_from_slice(b"VMAN");
+        t.extend_from_slice(&[1, 1]);
+        t.extend_from_slice(self.vault.as_bytes());
+        t.extend_from_slice(self.collection.as_bytes());
+        t.put_u64(self.version);
+        t.extend_from_slice(&self.prev_hash);
+        t.put_u32(self.key_epoch);
+        t.extend_from_slice(self.writer.as_bytes());
+        t.put_u64(self.timestamp);
+        t.put_vec16(self.name.as_bytes());
+        t.put_u32(self.entries.len() as u32);
+        for (id, e) in &self.entries {
+            t.extend_from_slice(id.as_bytes());
+            t.put_u64(e.version);
+            t.put_u8(if e.live { STATE_LIVE } else { STATE_DELETED });
+            t.put_u64(e.size);
+            t.put_u32(e.page_count);
+            t.extend_from_slice(&e.digest);
+            t.put_vec16(e.name.as_bytes());
+        }
+        t
+    }
+
+    /// The chain hash of this manifest.
+    pub fn hash(&self) -> [u8; 32] {
+        Sha256::new()
+            .chain_update(HASH_MANIFEST)
+            .chain_update(self.tbs())
+            .finalize()
+            .into()
+    }
+
+    fn outer_ad(vault: &VaultId, collection: &CollectionId, version: u64) -> Vec<u8> {
+        let mut ad = Vec::with_capacity(46);
+        ad.extend_from_slice(b"VMAN");
+        ad.extend_from_slice(&[1, 1]);
+        ad.extend_from_slice(vault.as_bytes());
+        ad.extend_from_slice(collection.as_bytes());
+        ad.put_u64(version);
+        ad
+    }
+
+    /// Signs with the writer's keyring and seals under the collection key.
+    pub(crate) fn seal(
+        &self,
+        rng: &mut impl CryptoRngCore,
+        keyring: &Keyring,
+        ck: &SymmetricKey,
+    ) -> Vec<u8> {
+        let tbs = self.tbs();
+        let mut signed = tbs.clone();
+        signed.extend_from_slice(&keyring.sign(rng, SIG_MANIFEST, &tbs));
+        let ad = Self::outer_ad(&self.vault, &self.collection, self.version);
+        seal::seal(rng, ck, SEALED, &ad, &signed)
+    }
+
+    /// Opens a stored manifest of `version` for the expected vault and collection, and
+    /// verifies its signature with the identity of the writer it names, looked up in
+    /// `writers` (the identities this device trusts to write the collection).
+    pub(crate) fn open(
+        sealed: &[u8],
+        vault: &VaultId,
+        collection: &CollectionId,
+        version: u64,
+        ck: &SymmetricKey,
+        writers: &dyn Fn(&KeyringId) -> Option<IdentityBundle>,
+    ) -> Result<Self, Error> {
+        let ad = Self::outer_ad(vault, collection, version);
+        let signed = seal::open(ck, SEALED, &ad, sealed)?;
+        let (manifest, tbs_len) = Self::decode(&signed).map_err(integrity)?;
+        if &manifest.vault != vault
+            || &manifest.collection != collection
+            || manifest.version != version
+        {
+            return Err(integrity("manifest is of another place or version"));
+        }
+        let writer = writers(&manifest.writer)
+            .ok_or_else(|| integrity("manifest writer is not a trusted writer"))?;
+        writer
+            .verify(SIG_MANIFEST, &signed[..tbs_len], &signed[tbs_len..])
+            .map_err(|_| integrity("manifest signature"))?;
+        Ok(manifest)
+    }
+
+    /// Decodes `tbs || signature` (the signature is not checked here). Public for the fuzz
+    /// target through `internal`.
+    pub(crate) fn decode(signed: &[u8]) -> Result<(Self, usize), Malformed> {
+        let mut r = Reader::new(signed);
+        if r.take(4)? != b"VMAN" || r.u8()? != 1 || r.u8()? != 1 {
+            return Err("manifest magic, version or suite");
+        }
+        let vault = VaultId::from_bytes(r.array()?);
+        let collection = CollectionId::from_bytes(r.array()?);
+        let version = r.u64()?;
+        let prev_hash = r.array()?;
+        let key_epoch = r.u32()?;
+        let writer = KeyringId::from_bytes(r.array()?);
+        let timestamp = r.u64()?;
+        let name = r.string16()?;
+        let count = r.u32()?;
+        if count > MAX_ENTRIES {
+            return Err("too many manifest entries");
+        }
+        let mut entries = BTreeMap::new();
+        let mut last: Option<ObjectId> = None;
+        for _ in 0..count {
+            let id = ObjectId::from_bytes(r.array()?);
+            if last.is_some_and(|l| l >= id) {
+                return Err("manifest entries not strictly increasing");
+            }
+            last = Some(id);
+            let version = r.u64()?;
+            let live = match r.u8()? {
+                STATE_LIVE => true,
+                STATE_DELETED => false,
+                _ => return Err("unknown entry state"),
+            };
+            let size = r.u64()?;
+            let page_count = r.u32()?;
+            let digest = r.array()?;
+            let name = r.string16()?;
+            if name.len() > MAX_NAME_LEN {
+                return Err("entry name too long");
+            }
+            entries.insert(
+                id,
+                Entry {
+                    version,
+                    live,
+                    size,
+                    page_count,
+                    digest,
+                    name,
+                },
+            );
+        }
+        if r.remaining() != SIGNATURE_LEN {
+            return Err("manifest signature length");
+        }
+        let tbs_len = signed.len() - SIGNATURE_LEN;
+        r.take(SIGNATURE_LEN)?;
+        r.finish()?;
+        Ok((
+            Self {
+                vault,
+                collection,
+                version,
+                prev_hash,
+                key_epoch,
+                writer,
+                timestamp,
+                name,
+                entries,
+            },
+            tbs_len,
+        ))
+    }
+
+    /// Checks that `self` may follow `previous` (the last manifest this device accepted):
+    /// a higher version (or the same manifest again), a hash chain when it is the direct
+    /// successor, and no object that `previous` listed is missing or older (THREATS C14,
+    /// C15, C16).
+    pub(crate) fn check_successor(&self, previous: &Manifest) -> Result<(), Error> {
+        if self.version < previous.version {
+            return Err(integrity("manifest rolled back"));
+        }
+        if self.version == previous.version {
+            return if self.hash() == previous.hash() {
+                Ok(())
+            } else {
+                Err(integrity("two different manifests of the same version (fork)"))
+            };
+        }
+        if self.version == previous.version + 1 && self.prev_hash != previous.hash() {
+            return Err(integrity("manifest does not chain to the previous one"));
+        }
+        if self.key_epoch < previous.key_epoch {
+            return Err(integrity("key epoch went back"));
+        }
+        for (id, old) in &previous.entries {
+            let Some(new) = self.entries.get(id) else {
+                return Err(integrity("an object vanished without a signed deletion"));
+            };
+            if new.version < old.version || (new.version == old.version && new != old) {
+                return Err(integrity("an object went back to an older version"));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,443 @@
+//! Objects: a sealed header and a sequence of sealed pages (docs/spec/pages.md §5).
+//!
+//! ```text
+//! header plaintext = u8 kind (1: blob) || u64 size || u32 page_size || u32 page_count
+//!                    || data_key[32] || u64 created_at || u64 modified_at || author[16]
+//!                    || vec16 name || vec16 content_type || page_count × tag[32]
+//! header ad        = "VOBJ" || u8 version (1) || u8 suite (1) || vault_id || collection_id
+//!                    || object_id || u64 object_version || u32 key_epoch
+//! sealed header    = seal(collection key, "vault/v1/object-header", header ad, plaintext)
+//! object digest    = SHA-256("vault/v1/object-digest\0" || sealed header)
+//! ```
+//!
+//! The header lists the tag of every page, so the digest that the signed manifest carries
+//! commits to every byte of the object; the reader compares each page's tag with the
+//! header's before it trusts the page (C13).
+
+use std::io::{self, Read, Write};
+
+use rand_core::CryptoRngCore;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use vault_keyring::seal::{self, Context};
+use vault_keyring::{KeyringId, SymmetricKey};
+use zeroize::Zeroizing;
+
+use crate::error::{integrity, Error};
+use crate::ids::{CollectionId, ObjectId, VaultId};
+use crate::keys::{DataKey, HASH_OBJECT, SEAL_OBJECT_HEADER};
+use crate::page::{open_page, seal_page, Compression, PagePosition, MAX_PAGE_SIZE, MIN_PAGE_SIZE};
+use crate::store::{ObjectAddress, PageAddress, Store};
+use crate::wire::{Malformed, Reader, Writer};
+
+const HEADER: Context = Context::new(SEAL_OBJECT_HEADER);
+const KIND_BLOB: u8 = 1;
+/// Longest object name in bytes.
+pub const MAX_NAME_LEN: usize = 4096;
+/// Longest content type in bytes.
+pub const MAX_CONTENT_TYPE_LEN: usize = 255;
+const TAG_LEN: usize = 32;
+
+/// Where an object version lives, as bound into its header and pages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ObjectPlace {
+    /// Vault.
+    pub vault: VaultId,
+    /// Collection.
+    pub collection: CollectionId,
+    /// Object.
+    pub object: ObjectId,
+    /// Object version (from 1).
+    pub version: u64,
+    /// Collection key epoch.
+    pub key_epoch: u32,
+}
+
+impl ObjectPlace {
+    fn ad(&self) -> Vec<u8> {
+        let mut ad = Vec::with_capacity(4 + 2 + 48 + 12);
+        ad.extend_from_slice(b"VOBJ");
+        ad.extend_from_slice(&[1, 1]);
+        ad.extend_from_slice(self.vault.as_bytes());
+        ad.extend_from_slice(self.collection.as_bytes());
+        ad.extend_from_slice(self.object.as_bytes());
+        ad.put_u64(self.version);
+        ad.put_u32(self.key_epoch);
+        ad
+    }
+
+    pub(crate) fn address(&self) -> ObjectAddress {
+        ObjectAddress {
+            collection: self.collection,
+            object: self.object,
+            version: self.version,
+        }
+    }
+
+    fn page(&self, index: u32, last: bool) -> (PagePosition, PageAddress) {
+        (
+            PagePosition {
+                vault: self.vault,
+                collection: self.collection,
+                object: self.object,
+                object_version: self.version,
+                key_epoch: self.key_epoch,
+                index,
+                last,
+            },
+            PageAddress {
+                collection: self.collection,
+                object: self.object,
+                version: self.version,
+                index,
+            },
+        )
+    }
+}
+
+/// Metadata of an object. Lives only inside the sealed header (THREATS C12).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObjectMeta {
+    /// Name (a path, a record key…), unique in its collection.
+    pub name: String,
+    /// Content length in bytes.
+    pub size: u64,
+    /// Creation time of this object (first version), seconds since the Unix epoch.
+    pub created_at: u64,
+    /// Time of this version.
+    pub modified_at: u64,
+    /// The keyring that wrote this version.
+    pub author: KeyringId,
+    /// A MIME type, or empty.
+    pub content_type: String,
+}
+
+/// A decoded header.
+pub(crate) struct Header {
+    pub meta: ObjectMeta,
+    pub page_size: u32,
+    pub tags: Vec<[u8; TAG_LEN]>,
+    pub key: DataKey,
+}
+
+impl Header {
+    fn encode(&self) -> Zeroizing<Vec<u8>> {
+        let mut p = Zeroizing::new(Vec::with_capacity(128 + self.tags.len() * TAG_LEN));
+        p.put_u8(KIND_BLOB);
+        p.put_u64(self.meta.size);
+        p.put_u32(self.page_size);
+        p.put_u32(self.tags.len() as u32);
+        p.extend_from_slice(self.key.expose_bytes());
+        p.put_u64(self.meta.created_at);
+        p.put_u64(self.meta.modified_at);
+        p.extend_from_slice(self.meta.author.as_bytes());
+        p.put_vec16(self.meta.name.as_bytes());
+        p.put_vec16(self.meta.content_type.as_bytes());
+        for t in &self.tags {
+            p.extend_from_slice(t);
+        }
+        p
+    }
+
+    fn decode(plain: &[u8]) -> Result<Self, Malformed> {
+        let mut r = Reader::new(plain);
+        if r.u8()? != KIND_BLOB {
+            return Err("unknown object kind");
+        }
+        let size = r.u64()?;
+        let page_size = r.u32()?;
+        if !(MIN_PAGE_SIZE..=MAX_PAGE_SIZE).contains(&page_size) {
+            return Err("page size out of range");
+        }
+        let page_count = r.u32()?;
+        let key = DataKey::from_bytes(r.array()?);
+        let created_at = r.u64()?;
+        let modified_at = r.u64()?;
+        let author = KeyringId::from_bytes(r.array()?);
+        let name = r.string16()?;
+        let content_type = r.string16()?;
+        if name.len() > MAX_NAME_LEN || content_type.len() > MAX_CONTENT_TYPE_LEN {
+            return Err("name or content type too long");
+        }
+        if r.remaining() != page_count as usize * TAG_LEN {
+            return Err("tag list length differs from the page count");
+        }
+        // Page count and size must agree: full pages, then one last page (possibly empty).
+        let expected_pages = expected_page_count(size, page_size);
+        if u64::from(page_count) != expected_pages {
+            return Err("page count does not match size and page size");
+        }
+        let mut tags = Vec::with_capacity(page_count as usize);
+        for _ in 0..page_count {
+            tags.push(r.array()?);
+        }
+        r.finish()?;
+        Ok(Self {
+            meta: ObjectMeta {
+                name,
+                size,
+                created_at,
+                modified_at,
+                author,
+                content_type,
+            },
+            page_size,
+            tags,
+            key,
+        })
+    }
+}
+
+/// Pages an object of `size` bytes takes: `max(1, ceil(size / page_size))`.
+pub(crate) fn expected_page_count(size: u64, page_size: u32) -> u64 {
+    size.div_ceil(u64::from(page_size)).max(1)
+}
+
+/// Seals and stores a header; returns the object digest for the manifest.
+fn store_header(
+    rng: &mut impl CryptoRngCore,
+    store: &dyn Store,
+    ck: &SymmetricKey,
+    place: &ObjectPlace,
+    header: &Header,
+) -> Result<[u8; 32], Error> {
+    let sealed = seal::seal(rng, ck, HEADER, &place.ad(), &header.encode());
+    store.put_header(&place.address(), &sealed)?;
+    Ok(digest(&sealed))
+}
+
+pub(crate) fn digest(sealed_header: &[u8]) -> [u8; 32] {
+    Sha256::new()
+        .chain_update(HASH_OBJECT)
+        .chain_update(sealed_header)
+        .finalize()
+        .into()
+}
+
+/// Reads, checks against the manifest digest, and opens a header.
+pub(crate) fn load_header(
+    store: &dyn Store,
+    ck: &SymmetricKey,
+    place: &ObjectPlace,
+    expected_digest: &[u8; 32],
+) -> Result<Header, Error> {
+    let sealed = store
+        .get_header(&place.address())?
+        .ok_or_else(|| integrity("object header missing"))?;
+    if !bool::from(digest(&sealed).ct_eq(expected_digest)) {
+        return Err(integrity("object header differs from the manifest's digest"));
+    }
+    let plain = seal::open(ck, HEADER, &place.ad(), &sealed)?;
+    Header::decode(&plain).map_err(integrity)
+}
+
+/// What a finished write produced: what the manifest records.
+#[derive(Clone, Debug)]
+pub(crate) struct Written {
+    pub meta: ObjectMeta,
+    pub page_count: u32,
+    pub digest: [u8; 32],
+}
+
+/// Streams an object into sealed pages; memory is one page, whatever the object's size.
+pub struct ObjectWriter<'a, R: CryptoRngCore> {
+    rng: R,
+    store: &'a dyn Store,
+    ck: &'a SymmetricKey,
+    place: ObjectPlace,
+    meta: ObjectMeta,
+    page_size: u32,
+    compression: Compression,
+    key: DataKey,
+    buffer: Zeroizing<Vec<u8>>,
+    tags: Vec<[u8; TAG_LEN]>,
+    size: u64,
+}
+
+impl<'a, R: CryptoRngCore> ObjectWriter<'a, R> {
+    pub(crate) fn new(
+        mut rng: R,
+        store: &'a dyn Store,
+        ck: &'a SymmetricKey,
+        place: ObjectPlace,
+        meta: ObjectMeta,
+        page_size: u32,
+        compression: Compression,
+    ) -> Result<Self, Error> {
+        if !(MIN_PAGE_SIZE..=MAX_PAGE_SIZE).contains(&page_size) || !page_size.is_power_of_two() {
+            return Err(Error::InvalidInput(
+                "page size must be a power of two from 4 KiB to 16 MiB",
+            ));
+        }
+        if meta.name.len() > MAX_NAME_LEN || meta.content_type.len() > MAX_CONTENT_TYPE_LEN {
+            return Err(Error::InvalidInput("name or content type too long"));
+        }
+        let key = DataKey::generate(&mut rng);
+        Ok(Self {
+            rng,
+            store,
+            ck,
+            place,
+            meta,
+            page_size,
+            compression,
+            key,
+            buffer: Zeroizing::new(Vec::with_capacity(page_size as usize)),
+            tags: Vec::new(),
+            size: 0,
+        })
+    }
+
+    fn emit(&mut self, last: bool) -> Result<(), Error> {
+        let index = u32::try_from(self.tags.len())
+            .map_err(|_| Error::InvalidInput("object has too many pages"))?;
+        let (position, address) = self.place.page(index, last);
+        let page = seal_page(
+            &self.key,
+            &position,
+            &self.buffer,
+            self.page_size,
+            self.compression,
+        )?;
+        let mut tag = [0u8; TAG_LEN];
+        tag.copy_from_slice(&page[page.len() - TAG_LEN..]);
+        self.store.put_page(&address, &page)?;
+        self.tags.push(tag);
+        self.buffer.clear();
+        Ok(())
+    }
+
+    /// Seals the last page and the header. The object becomes visible only when the
+    /// collection commits the manifest that lists it.
+    pub(crate) fn finish(mut self) -> Result<Written, Error> {
+        self.emit(true)?;
+        self.meta.size = self.size;
+        let header = Header {
+            meta: self.meta.clone(),
+            page_size: self.page_size,
+            tags: std::mem::take(&mut self.tags),
+            key: DataKey::from_bytes(*self.key.expose_bytes()),
+        };
+        let digest = store_header(&mut self.rng, self.store, self.ck, &self.place, &header)?;
+        Ok(Written {
+            meta: header.meta,
+            page_count: header.tags.len() as u32,
+            digest,
+        })
+    }
+}
+
+impl<R: CryptoRngCore> Write for ObjectWriter<'_, R> {
+    fn write(&mut self, mut data: &[u8]) -> io::Result<usize> {
+        let n = data.len();
+        while !data.is_empty() {
+            if self.buffer.len() == self.page_size as usize {
+                // More data follows, so the buffered page is not the last one.
+                self.emit(false).map_err(io::Error::other)?;
+            }
+            let room = self.page_size as usize - self.buffer.len();
+            let take = room.min(data.len());
+            self.buffer.extend_from_slice(&data[..take]);
+            self.size += take as u64;
+            data = &data[take..];
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Streams an object's plaintext out, page by page, verifying each page before releasing a
+/// byte of it. Memory is one page.
+pub struct ObjectReader<'a> {
+    store: &'a dyn Store,
+    place: ObjectPlace,
+    header: Header,
+    next: u32,
+    page: Zeroizing<Vec<u8>>,
+    offset: usize,
+    delivered: u64,
+}
+
+impl<'a> ObjectReader<'a> {
+    pub(crate) fn new(store: &'a dyn Store, place: ObjectPlace, header: Header) -> Self {
+        Self {
+            store,
+            place,
+            header,
+            next: 0,
+            page: Zeroizing::new(Vec::new()),
+            offset: 0,
+            delivered: 0,
+        }
+    }
+
+    /// The object's metadata (from its authenticated header).
+    pub fn meta(&self) -> &ObjectMeta {
+        &self.header.meta
+    }
+
+    fn load_next(&mut self) -> Result<bool, Error> {
+        let count = self.header.tags.len() as u32;
+        if self.next >= count {
+            return Ok(false);
+        }
+        let index = self.next;
+        let last = index + 1 == count;
+        let (position, address) = self.place.page(index, last);
+        let sealed = self
+            .store
+            .get_page(&address)?
+            .ok_or_else(|| integrity("page missing"))?;
+        let tag_at = sealed
+            .len()
+            .checked_sub(TAG_LEN)
+            .ok_or_else(|| integrity("page too short"))?;
+        if !bool::from(sealed[tag_at..].ct_eq(&self.header.tags[index as usize])) {
+            return Err(integrity("page tag differs from the header's list"));
+        }
+        let content = open_page(&self.header.key, &position, &sealed, self.header.page_size)?;
+        // Every page but the last is full; the sizes add up to the header's size.
+        let full = self.header.page_size as usize;
+        if (!last && content.len() != full) || (last && content.len() > full) {
+            return Err(integrity("page length breaks the object layout"));
+        }
+        let end = self.delivered + content.len() as u64;
+        if (last && end != self.header.meta.size) || end > self.header.meta.size {
+            return Err(integrity("pages do not add up to the object's size"));
+        }
+        self.delivered = end;
+        self.page = content;
+        self.offset = 0;
+        self.next += 1;
+        Ok(true)
+    }
+}
+
+impl Read for ObjectReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.offset == self.page.len() {
+            if !self.load_next().map_err(io::Error::other)? {
+                return Ok(0);
+            }
+        }
+        let n = buf.len().min(self.page.len() - self.offset);
+        buf[..n].copy_from_slice(&self.page[self.offset..self.offset + n]);
+        self.offset += n;
+        Ok(n)
+    }
+}
+
+/// Turns an `io::Error` from [`ObjectReader`] back into the vault error it carries.
+pub fn io_to_vault_error(e: io::Error) -> Error {
+    match e.get_ref().and_then(|inner| inner.downcast_ref::<Error>()) {
+        Some(Error::Integrity) => Error::Integrity,
+        Some(Error::UnsupportedFormat) => Error::UnsupportedFormat,
+        _ => match e.downcast::<Error>() {
+            Ok(inner) => inner,
+            Err(e) => Error::Io(e),
+        },
+    }
+}

@@ -1,0 +1,369 @@
+//! Where sealed bytes live: one trait for every backend (memory, sled, and the server-sync
+//! store of the sync issue). A store sees only opaque bytes under random ids; it is not
+//! trusted — everything read from it is authenticated by the caller (docs/spec/pages.md §7).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Mutex;
+
+use crate::ids::{CollectionId, ObjectId};
+
+/// A failure of the storage backend itself (I/O, database). Carries the backend's message,
+/// which never contains user data (the store only holds sealed bytes).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct StoreError(String);
+
+impl StoreError {
+    /// An error with a message.
+    pub fn new(message: impl Into<String>) -> Self {
+        Self(message.into())
+    }
+}
+
+/// The address of one sealed page.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PageAddress {
+    /// Collection.
+    pub collection: CollectionId,
+    /// Object.
+    pub object: ObjectId,
+    /// Object version.
+    pub version: u64,
+    /// Page index.
+    pub index: u32,
+}
+
+/// The address of one object version (its sealed header).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ObjectAddress {
+    /// Collection.
+    pub collection: CollectionId,
+    /// Object.
+    pub object: ObjectId,
+    /// Object version.
+    pub version: u64,
+}
+
+/// Outcome of a manifest compare-and-swap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Swap {
+    /// The manifest was replaced (and is durable).
+    Done,
+    /// The stored manifest's version was not the expected one; nothing changed.
+    Conflict {
+        /// The version the store holds now (0: none).
+        current: u64,
+    },
+}
+
+/// Storage of opaque sealed bytes.
+///
+/// Writes of pages and headers are idempotent puts. [`Store::swap_manifest`] is the commit
+/// point: when it returns [`Swap::Done`], the manifest and everything written before it
+/// through this store are durable (a crash after it loses nothing it references).
+pub trait Store: Send + Sync {
+    /// Stores a sealed page.
+    fn put_page(&self, address: &PageAddress, page: &[u8]) -> Result<(), StoreError>;
+    /// Reads a sealed page.
+    fn get_page(&self, address: &PageAddress) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Stores the sealed header of an object version.
+    fn put_header(&self, address: &ObjectAddress, header: &[u8]) -> Result<(), StoreError>;
+    /// Reads the sealed header of an object version.
+    fn get_header(&self, address: &ObjectAddress) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Removes an object version: its header and its pages.
+    fn delete_object_version(&self, address: &ObjectAddress) -> Result<(), StoreError>;
+    /// Stores a wrapped collection key of a key epoch.
+    fn put_collection_key(
+        &self,
+        collection: &CollectionId,
+        epoch: u32,
+        wrapped: &[u8],
+    ) -> Result<(), StoreError>;
+    /// Reads a wrapped collection key.
+    fn get_collection_key(
+        &self,
+        collection: &CollectionId,
+        epoch: u32,
+    ) -> Result<Option<Vec<u8>>, StoreError>;
+    /// The current manifest of a collection and its version, if any.
+    fn get_manifest(&self, collection: &CollectionId) -> Result<Option<(u64, Vec<u8>)>, StoreError>;
+    /// Replaces the manifest if the stored version is `expected` (0: no manifest yet).
+    /// Makes all earlier writes durable before it returns `Done`.
+    fn swap_manifest(
+        &self,
+        collection: &CollectionId,
+        expected: u64,
+        version: u64,
+        manifest: &[u8],
+    ) -> Result<Swap, StoreError>;
+    /// The collections this store holds manifests for.
+    fn list_collections(&self) -> Result<Vec<CollectionId>, StoreError>;
+}
+
+fn page_key(a: &PageAddress) -> [u8; 44] {
+    let mut k = [0u8; 44];
+    k[..16].copy_from_slice(a.collection.as_bytes());
+    k[16..32].copy_from_slice(a.object.as_bytes());
+    k[32..40].copy_from_slice(&a.version.to_be_bytes());
+    k[40..].copy_from_slice(&a.index.to_be_bytes());
+    k
+}
+
+fn object_key(a: &ObjectAddress) -> [u8; 40] {
+    let mut k = [0u8; 40];
+    k[..16].copy_from_slice(a.collection.as_bytes());
+    k[16..32].copy_from_slice(a.object.as_bytes());
+    k[32..].copy_from_slice(&a.version.to_be_bytes());
+    k
+}
+
+fn ckey_key(c: &CollectionId, epoch: u32) -> [u8; 20] {
+    let mut k = [0u8; 20];
+    k[..16].copy_from_slice(c.as_bytes());
+    k[16..].copy_from_slice(&epoch.to_be_bytes());
+    k
+}
+
+#[derive(Default)]
+struct Maps {
+    pages: BTreeMap<Vec<u8>, Vec<u8>>,
+    headers: BTreeMap<Vec<u8>, Vec<u8>>,
+    keys: BTreeMap<Vec<u8>, Vec<u8>>,
+    manifests: BTreeMap<CollectionId, (u64, Vec<u8>)>,
+}
+
+/// A store in memory, for tests and short-lived vaults.
+#[derive(Default)]
+pub struct MemoryStore {
+    maps: Mutex<Maps>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn maps(&self) -> Result<std::sync::MutexGuard<'_, Maps>, StoreError> {
+        self.maps
+            .lock()
+            .map_err(|_| StoreError::new("memory store lock poisoned"))
+    }
+}
+
+impl Store for MemoryStore {
+    fn put_page(&self, address: &PageAddress, page: &[u8]) -> Result<(), StoreError> {
+        self.maps()?
+            .pages
+            .insert(page_key(address).to_vec(), page.to_vec());
+        Ok(())
+    }
+    fn get_page(&self, address: &PageAddress) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.maps()?.pages.get(&page_key(address)[..]).cloned())
+    }
+    fn put_header(&self, address: &ObjectAddress, header: &[u8]) -> Result<(), StoreError> {
+        self.maps()?
+            .headers
+            .insert(object_key(address).to_vec(), header.to_vec());
+        Ok(())
+    }
+    fn get_header(&self, address: &ObjectAddress) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.maps()?.headers.get(&object_key(address)[..]).cloned())
+    }
+    fn delete_object_version(&self, address: &ObjectAddress) -> Result<(), StoreError> {
+        let mut m = self.maps()?;
+        let prefix = object_key(address);
+        m.headers.remove(&prefix[..]);
+        m.pages.retain(|k, _| !k.starts_with(&prefix));
+        Ok(())
+    }
+    fn put_collection_key(
+        &self,
+        collection: &CollectionId,
+        epoch: u32,
+        wrapped: &[u8],
+    ) -> Result<(), StoreError> {
+        self.maps()?
+            .keys
+            .insert(ckey_key(collection, epoch).to_vec(), wrapped.to_vec());
+        Ok(())
+    }
+    fn get_collection_key(
+        &self,
+        collection: &CollectionId,
+        epoch: u32,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .maps()?
+            .keys
+            .get(&ckey_key(collection, epoch)[..])
+            .cloned())
+    }
+    fn get_manifest(&self, collection: &CollectionId) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
+        Ok(self.maps()?.manifests.get(collection).cloned())
+    }
+    fn swap_manifest(
+        &self,
+        collection: &CollectionId,
+        expected: u64,
+        version: u64,
+        manifest: &[u8],
+    ) -> Result<Swap, StoreError> {
+        let mut m = self.maps()?;
+        let current = m.manifests.get(collection).map_or(0, |(v, _)| *v);
+        if current != expected {
+            return Ok(Swap::Conflict { current });
+        }
+        m.manifests.insert(*collection, (version, manifest.to_vec()));
+        Ok(Swap::Done)
+    }
+    fn list_collections(&self) -> Result<Vec<CollectionId>, StoreError> {
+        Ok(self.maps()?.manifests.keys().copied().collect())
+    }
+}
+
+/// The embedded default: a sled database in a directory, nothing to install.
+///
+/// Pages and headers are written without waiting for the disk; [`Store::swap_manifest`]
+/// flushes the database (fsync) after the swap, so an acknowledged manifest and every page
+/// it references survive a crash.
+pub struct SledStore {
+    db: sled::Db,
+    pages: sled::Tree,
+    headers: sled::Tree,
+    keys: sled::Tree,
+    manifests: sled::Tree,
+    swap_lock: Mutex<()>,
+}
+
+fn sled_err(e: sled::Error) -> StoreError {
+    StoreError::new(format!("sled: {e}"))
+}
+
+impl SledStore {
+    /// Opens (or creates) the store in `path`.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let db = sled::open(path).map_err(sled_err)?;
+        let tree = |name: &str| db.open_tree(name).map_err(sled_err);
+        Ok(Self {
+            pages: tree("pages")?,
+            headers: tree("headers")?,
+            keys: tree("collection-keys")?,
+            manifests: tree("manifests")?,
+            db,
+            swap_lock: Mutex::new(()),
+        })
+    }
+
+    /// Flushes everything written so far to disk.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush().map(|_| ()).map_err(sled_err)
+    }
+}
+
+impl Store for SledStore {
+    fn put_page(&self, address: &PageAddress, page: &[u8]) -> Result<(), StoreError> {
+        self.pages
+            .insert(page_key(address), page)
+            .map(|_| ())
+            .map_err(sled_err)
+    }
+    fn get_page(&self, address: &PageAddress) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .pages
+            .get(page_key(address))
+            .map_err(sled_err)?
+            .map(|v| v.to_vec()))
+    }
+    fn put_header(&self, address: &ObjectAddress, header: &[u8]) -> Result<(), StoreError> {
+        self.headers
+            .insert(object_key(address), header)
+            .map(|_| ())
+            .map_err(sled_err)
+    }
+    fn get_header(&self, address: &ObjectAddress) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .headers
+            .get(object_key(address))
+            .map_err(sled_err)?
+            .map(|v| v.to_vec()))
+    }
+    fn delete_object_version(&self, address: &ObjectAddress) -> Result<(), StoreError> {
+        let prefix = object_key(address);
+        self.headers.remove(prefix).map_err(sled_err)?;
+        for key in self.pages.scan_prefix(prefix).keys() {
+            self.pages.remove(key.map_err(sled_err)?).map_err(sled_err)?;
+        }
+        Ok(())
+    }
+    fn put_collection_key(
+        &self,
+        collection: &CollectionId,
+        epoch: u32,
+        wrapped: &[u8],
+    ) -> Result<(), StoreError> {
+        self.keys
+            .insert(ckey_key(collection, epoch), wrapped)
+            .map(|_| ())
+            .map_err(sled_err)
+    }
+    fn get_collection_key(
+        &self,
+        collection: &CollectionId,
+        epoch: u32,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .keys
+            .get(ckey_key(collection, epoch))
+            .map_err(sled_err)?
+            .map(|v| v.to_vec()))
+    }
+    fn get_manifest(&self, collection: &CollectionId) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
+        let Some(v) = self.manifests.get(collection.as_bytes()).map_err(sled_err)? else {
+            return Ok(None);
+        };
+        if v.len() < 8 {
+            return Err(StoreError::new("sled: manifest record shorter than its version"));
+        }
+        let mut version = [0u8; 8];
+        version.copy_from_slice(&v[..8]);
+        Ok(Some((u64::from_be_bytes(version), v[8..].to_vec())))
+    }
+    fn swap_manifest(
+        &self,
+        collection: &CollectionId,
+        expected: u64,
+        version: u64,
+        manifest: &[u8],
+    ) -> Result<Swap, StoreError> {
+        let _guard = self
+            .swap_lock
+            .lock()
+            .map_err(|_| StoreError::new("sled store lock poisoned"))?;
+        let current = self.get_manifest(collection)?.map_or(0, |(v, _)| v);
+        if current != expected {
+            return Ok(Swap::Conflict { current });
+        }
+        let mut record = Vec::with_capacity(8 + manifest.len());
+        record.extend_from_slice(&version.to_be_bytes());
+        record.extend_from_slice(manifest);
+        self.manifests
+            .insert(collection.as_bytes(), record)
+            .map_err(sled_err)?;
+        self.flush()?;
+        Ok(Swap::Done)
+    }
+    fn list_collections(&self) -> Result<Vec<CollectionId>, StoreError> {
+        let mut out = Vec::new();
+        for key in self.manifests.iter().keys() {
+            let key = key.map_err(sled_err)?;
+            let bytes: [u8; 16] = key
+                .as_ref()
+                .try_into()
+                .map_err(|_| StoreError::new("sled: malformed collection key"))?;
+            out.push(CollectionId::from_bytes(bytes));
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,563 @@
+//! The simple layer: open a vault with an unlocked keyring, open collections by name, put,
+//! get, list and delete objects (docs/spec/pages.md §8).
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use hmac::{Hmac, Mac};
+use rand_core::OsRng;
+use sha2::Sha256;
+use vault_keyring::seal::{self, Context};
+use vault_keyring::{IdentityBundle, KeyPurpose, Keyring, KeyringId, SymmetricKey};
+
+use crate::error::{integrity, Error};
+use crate::ids::{CollectionId, ObjectId, VaultId};
+use crate::keys::SEAL_COLLECTION_KEY;
+use crate::manifest::{Entry, Manifest};
+use crate::object::{
+    io_to_vault_error, load_header, ObjectMeta, ObjectPlace, ObjectReader, ObjectWriter,
+};
+use crate::page::{Compression, DEFAULT_PAGE_SIZE};
+use crate::store::{Store, StoreError, Swap};
+
+const COLLECTION_KEY: Context = Context::new(SEAL_COLLECTION_KEY);
+const LOCAL_HIGH_WATER: Context = Context::new("vault/v1/local/high-water");
+const LABEL_COLLECTION_ID: &[u8] = b"vault/v1/collection-id\0";
+/// Longest collection name in bytes.
+pub const MAX_COLLECTION_NAME_LEN: usize = 1024;
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Per-device memory of the last manifest accepted for each collection: the high-water
+/// mark that refuses rollback, forks and silent deletion (THREATS C14–C16). Records are
+/// sealed under the keyring's local-state key.
+pub struct LocalState {
+    tree: Option<sled::Tree>,
+    memory: Mutex<BTreeMap<CollectionId, Vec<u8>>>,
+}
+
+impl LocalState {
+    /// State kept in memory only (forgotten when the process ends).
+    pub fn in_memory() -> Self {
+        Self {
+            tree: None,
+            memory: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// State kept in a sled database in `path` (a directory of this device only).
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, Error> {
+        let db = sled::open(path).map_err(|e| StoreError::new(format!("local state: {e}")))?;
+        let tree = db
+            .open_tree("high-water")
+            .map_err(|e| StoreError::new(format!("local state: {e}")))?;
+        Ok(Self {
+            tree: Some(tree),
+            memory: Mutex::new(BTreeMap::new()),
+        })
+    }
+
+    fn get(&self, collection: &CollectionId) -> Result<Option<Vec<u8>>, Error> {
+        if let Some(tree) = &self.tree {
+            return Ok(tree
+                .get(collection.as_bytes())
+                .map_err(|e| StoreError::new(format!("local state: {e}")))?
+                .map(|v| v.to_vec()));
+        }
+        Ok(self
+            .memory
+            .lock()
+            .map_err(|_| StoreError::new("local state lock poisoned"))?
+            .get(collection)
+            .cloned())
+    }
+
+    fn put(&self, collection: &CollectionId, record: Vec<u8>) -> Result<(), Error> {
+        if let Some(tree) = &self.tree {
+            tree.insert(collection.as_bytes(), record)
+                .map_err(|e| StoreError::new(format!("local state: {e}")))?;
+            tree.flush()
+                .map_err(|e| StoreError::new(format!("local state: {e}")))?;
+            return Ok(());
+        }
+        self.memory
+            .lock()
+            .map_err(|_| StoreError::new("local state lock poisoned"))?
+            .insert(*collection, record);
+        Ok(())
+    }
+}
+
+/// A vault: the collections of one keyring in one store.
+pub struct Vault<S: Store> {
+    store: S,
+    keyring: Keyring,
+    identity: IdentityBundle,
+    id: VaultId,
+    state: LocalState,
+    writers: Mutex<BTreeMap<KeyringId, IdentityBundle>>,
+}
+
+/// Options of a write.
+#[derive(Clone, Copy, Debug)]
+pub struct PutOptions<'a> {
+    /// Content bytes per page (a power of two from 4 KiB to 16 MiB; default 1 MiB).
+    pub page_size: u32,
+    /// Compression (default zstd level 3).
+    pub compression: Compression,
+    /// MIME type, stored in the sealed header.
+    pub content_type: &'a str,
+}
+
+impl Default for PutOptions<'_> {
+    fn default() -> Self {
+        Self {
+            page_size: DEFAULT_PAGE_SIZE,
+            compression: Compression::default(),
+            content_type: "",
+        }
+    }
+}
+
+/// One object as the manifest lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Listing {
+    /// Name.
+    pub name: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Version (raised by every overwrite).
+    pub version: u64,
+    /// Object id.
+    pub id: ObjectId,
+}
+
+impl<S: Store> Vault<S> {
+    /// Opens the vault of `keyring` in `store`, remembering accepted manifests in `state`.
+    /// The vault id is the keyring id.
+    pub fn open(store: S, keyring: Keyring, state: LocalState) -> Self {
+        let id = VaultId::from_bytes(*keyring.id().as_bytes());
+        let identity = keyring.identity_bundle(&mut OsRng);
+        let mut writers = BTreeMap::new();
+        writers.insert(keyring.id(), identity.clone());
+        Self {
+            store,
+            keyring,
+            identity,
+            id,
+            state,
+            writers: Mutex::new(writers),
+        }
+    }
+
+    /// The vault id.
+    pub fn id(&self) -> VaultId {
+        self.id
+    }
+
+    /// The store (e.g. to inspect what a server would hold).
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// The keyring.
+    pub fn keyring(&self) -> &Keyring {
+        &self.keyring
+    }
+
+    /// This vault owner's identity bundle.
+    pub fn identity(&self) -> &IdentityBundle {
+        &self.identity
+    }
+
+    /// The collection id of `name`: HMAC-SHA256 under the keyring's name-index key, so the
+    /// store learns nothing of the name (THREATS C12).
+    pub fn collection_id(&self, name: &str) -> CollectionId {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(
+            self.keyring.key(KeyPurpose::NameIndex).expose_bytes(),
+        )
+        .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+        mac.update(LABEL_COLLECTION_ID);
+        mac.update(self.id.as_bytes());
+        mac.update(name.as_bytes());
+        let out = mac.finalize().into_bytes();
+        let mut id = [0u8; 16];
+        id.copy_from_slice(&out[..16]);
+        CollectionId::from_bytes(id)
+    }
+
+    fn key_ad(&self, collection: &CollectionId, epoch: u32) -> Vec<u8> {
+        let mut ad = Vec::with_capacity(36);
+        ad.extend_from_slice(self.id.as_bytes());
+        ad.extend_from_slice(collection.as_bytes());
+        ad.extend_from_slice(&epoch.to_be_bytes());
+        ad
+    }
+
+    fn load_key(&self, collection: &CollectionId, epoch: u32) -> Result<Option<SymmetricKey>, Error> {
+        let Some(wrapped) = self.store.get_collection_key(collection, epoch)? else {
+            return Ok(None);
+        };
+        let plain = seal::open(
+            self.keyring.key(KeyPurpose::CollectionWrap),
+            COLLECTION_KEY,
+            &self.key_ad(collection, epoch),
+            &wrapped,
+        )?;
+        let bytes: [u8; 32] = plain
+            .as_slice()
+            .try_into()
+            .map_err(|_| integrity("collection key length"))?;
+        SymmetricKey::from_bytes(bytes)
+            .map(Some)
+            .ok_or_else(|| integrity("all-zero collection key"))
+    }
+
+    fn trusted_writer(&self, id: &KeyringId) -> Option<IdentityBundle> {
+        self.writers.lock().ok()?.get(id).cloned()
+    }
+
+    /// Lets `identity` write collections this vault reads. Only call it after checking the
+    /// identity's fingerprint (the handover issue pins fingerprints for you).
+    pub fn trust_writer(&self, identity: IdentityBundle) {
+        if let Ok(mut w) = self.writers.lock() {
+            w.insert(identity.keyring_id(), identity);
+        }
+    }
+
+    /// Opens the collection `name`, creating it if it does not exist.
+    pub fn collection(&self, name: &str) -> Result<Collection<'_, S>, Error> {
+        if name.len() > MAX_COLLECTION_NAME_LEN {
+            return Err(Error::InvalidInput("collection name too long"));
+        }
+        let id = self.collection_id(name);
+        let ck = match self.load_key(&id, 1)? {
+            Some(ck) => ck,
+            None => {
+                if self.store.get_manifest(&id)?.is_some() || self.state.get(&id)?.is_some() {
+                    // A manifest (or our memory of one) without its key: the key was removed.
+                    return Err(integrity("collection key missing"));
+                }
+                let ck = SymmetricKey::generate(&mut OsRng);
+                let wrapped = seal::seal(
+                    &mut OsRng,
+                    self.keyring.key(KeyPurpose::CollectionWrap),
+                    COLLECTION_KEY,
+                    &self.key_ad(&id, 1),
+                    ck.expose_bytes(),
+                );
+                self.store.put_collection_key(&id, 1, &wrapped)?;
+                ck
+            }
+        };
+        let mut c = Collection {
+            vault: self,
+            id,
+            ck,
+            manifest: Manifest::first(self.id, id, self.keyring.id(), name.to_owned()),
+        };
+        c.refresh()?;
+        if c.manifest.name != name {
+            return Err(integrity("collection manifest carries another name"));
+        }
+        Ok(c)
+    }
+
+    fn remembered(&self, id: &CollectionId, ck: &SymmetricKey) -> Result<Option<Manifest>, Error> {
+        let Some(record) = self.state.get(id)? else {
+            return Ok(None);
+        };
+        let plain = seal::open(
+            self.keyring.key(KeyPurpose::LocalState),
+            LOCAL_HIGH_WATER,
+            &self.key_ad(id, 0),
+            &record,
+        )?;
+        if plain.len() < 8 {
+            return Err(integrity("local state record"));
+        }
+        let mut v = [0u8; 8];
+        v.copy_from_slice(&plain[..8]);
+        let manifest = Manifest::open(
+            &plain[8..],
+            &self.id,
+            id,
+            u64::from_be_bytes(v),
+            ck,
+            &|w| self.trusted_writer(w),
+        )?;
+        Ok(Some(manifest))
+    }
+
+    fn remember(&self, id: &CollectionId, version: u64, sealed: &[u8]) -> Result<(), Error> {
+        let mut plain = Vec::with_capacity(8 + sealed.len());
+        plain.extend_from_slice(&version.to_be_bytes());
+        plain.extend_from_slice(sealed);
+        let record = seal::seal(
+            &mut OsRng,
+            self.keyring.key(KeyPurpose::LocalState),
+            LOCAL_HIGH_WATER,
+            &self.key_ad(id, 0),
+            &plain,
+        );
+        self.state.put(id, record)
+    }
+}
+
+/// An open collection. Reads verify against the manifest this handle holds; writes commit
+/// a new signed manifest with a compare-and-swap on its version.
+pub struct Collection<'v, S: Store> {
+    vault: &'v Vault<S>,
+    id: CollectionId,
+    ck: SymmetricKey,
+    manifest: Manifest,
+}
+
+impl<S: Store> Collection<'_, S> {
+    /// The collection id.
+    pub fn id(&self) -> CollectionId {
+        self.id
+    }
+
+    /// The verified manifest this handle reads from.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// Reloads the manifest from the store and verifies it: signature by a trusted writer,
+    /// no rollback below what this device accepted before, no fork, no silent deletion.
+    pub fn refresh(&mut self) -> Result<(), Error> {
+        let v = self.vault;
+        let remembered = v.remembered(&self.id, &self.ck)?;
+        let stored = v.store.get_manifest(&self.id)?;
+        let Some((version, sealed)) = stored else {
+            if remembered.is_some() {
+                return Err(integrity("the store lost a manifest this device accepted"));
+            }
+            return Ok(());
+        };
+        let manifest = Manifest::open(&sealed, &v.id, &self.id, version, &self.ck, &|w| {
+            v.trusted_writer(w)
+        })?;
+        if let Some(previous) = &remembered {
+            manifest.check_successor(previous)?;
+        }
+        manifest.check_successor(&self.manifest)?;
+        if remembered.as_ref().map(|m| m.version) != Some(manifest.version) {
+            v.remember(&self.id, version, &sealed)?;
+        }
+        self.manifest = manifest;
+        Ok(())
+    }
+
+    fn place(&self, object: ObjectId, version: u64) -> ObjectPlace {
+        ObjectPlace {
+            vault: self.vault.id,
+            collection: self.id,
+            object,
+            version,
+            key_epoch: self.manifest.key_epoch,
+        }
+    }
+
+    fn find(&self, name: &str) -> Option<(ObjectId, &Entry)> {
+        self.manifest
+            .entries
+            .iter()
+            .find(|(_, e)| e.name == name)
+            .map(|(id, e)| (*id, e))
+    }
+
+    /// The live objects, sorted by name.
+    pub fn list(&self) -> Vec<Listing> {
+        let mut out: Vec<Listing> = self
+            .manifest
+            .entries
+            .iter()
+            .filter(|(_, e)| e.live)
+            .map(|(id, e)| Listing {
+                name: e.name.clone(),
+                size: e.size,
+                version: e.version,
+                id: *id,
+            })
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
+    }
+
+    /// Stores `data` under `name` (replacing a previous version).
+    pub fn put(&mut self, name: &str, data: &[u8]) -> Result<(), Error> {
+        self.put_reader(name, &mut &data[..], &PutOptions::default())
+    }
+
+    /// Streams `reader` into the object `name`. Memory stays at about one page whatever
+    /// the object's size. The new version becomes visible when the manifest commits; if
+    /// another writer committed first, nothing changes and [`Error::Conflict`] is returned.
+    pub fn put_reader(
+        &mut self,
+        name: &str,
+        reader: &mut dyn Read,
+        options: &PutOptions<'_>,
+    ) -> Result<(), Error> {
+        let existing = self.find(name).map(|(id, e)| (id, e.clone()));
+        let (object, version) = match &existing {
+            Some((id, e)) => (*id, e.version + 1),
+            None => (self.fresh_object_id(), 1),
+        };
+        let created_at = match &existing {
+            Some((id, e)) if e.live => {
+                let place = self.place(*id, e.version);
+                load_header(&self.vault.store, &self.ck, &place, &e.digest)?
+                    .meta
+                    .created_at
+            }
+            _ => now(),
+        };
+        let place = self.place(object, version);
+        let meta = ObjectMeta {
+            name: name.to_owned(),
+            size: 0,
+            created_at,
+            modified_at: now(),
+            author: self.vault.keyring.id(),
+            content_type: options.content_type.to_owned(),
+        };
+        let mut writer = ObjectWriter::new(
+            OsRng,
+            &self.vault.store,
+            &self.ck,
+            place,
+            meta,
+            options.page_size,
+            options.compression,
+        )?;
+        std::io::copy(reader, &mut writer).map_err(io_to_vault_error)?;
+        writer.flush()?;
+        let written = writer.finish()?;
+        let entry = Entry {
+            version,
+            live: true,
+            size: written.meta.size,
+            page_count: written.page_count,
+            digest: written.digest,
+            name: name.to_owned(),
+        };
+        match self.commit(object, entry) {
+            Ok(()) => {
+                if let Some((id, e)) = existing {
+                    // The old version is no longer referenced: reclaim its pages.
+                    self.vault
+                        .store
+                        .delete_object_version(&self.place(id, e.version).address())?;
+                }
+                Ok(())
+            }
+            Err(e) => {
+                let _ = self.vault.store.delete_object_version(&place.address());
+                Err(e)
+            }
+        }
+    }
+
+    fn fresh_object_id(&self) -> ObjectId {
+        loop {
+            let id = ObjectId::generate(&mut OsRng);
+            if !self.manifest.entries.contains_key(&id) {
+                return id;
+            }
+        }
+    }
+
+    fn commit(&mut self, object: ObjectId, entry: Entry) -> Result<(), Error> {
+        let mut next = self.manifest.clone();
+        next.version = self.manifest.version + 1;
+        next.prev_hash = if self.manifest.version == 0 {
+            [0; 32]
+        } else {
+            self.manifest.hash()
+        };
+        next.writer = self.vault.keyring.id();
+        next.timestamp = now();
+        next.entries.insert(object, entry);
+        let sealed = next.seal(&mut OsRng, &self.vault.keyring, &self.ck);
+        match self
+            .vault
+            .store
+            .swap_manifest(&self.id, self.manifest.version, next.version, &sealed)?
+        {
+            Swap::Done => {
+                self.vault.remember(&self.id, next.version, &sealed)?;
+                self.manifest = next;
+                Ok(())
+            }
+            Swap::Conflict { .. } => Err(Error::Conflict),
+        }
+    }
+
+    /// Opens the object `name` for streaming reads.
+    pub fn open(&self, name: &str) -> Result<ObjectReader<'_>, Error> {
+        let (id, entry) = self.find(name).ok_or(Error::NotFound)?;
+        if !entry.live {
+            return Err(Error::NotFound);
+        }
+        let place = self.place(id, entry.version);
+        let header = load_header(&self.vault.store, &self.ck, &place, &entry.digest)?;
+        if header.meta.name != entry.name
+            || header.meta.size != entry.size
+            || header.tags.len() as u64 != u64::from(entry.page_count)
+        {
+            return Err(integrity("object header disagrees with the manifest"));
+        }
+        Ok(ObjectReader::new(&self.vault.store, place, header))
+    }
+
+    /// Reads the whole object `name`. All pages are verified before the bytes are
+    /// returned; on any failure nothing is returned.
+    pub fn get(&self, name: &str) -> Result<Vec<u8>, Error> {
+        let mut reader = self.open(name)?;
+        let mut out = Vec::with_capacity(usize::try_from(reader.meta().size).unwrap_or(0));
+        if let Err(e) = reader.read_to_end(&mut out) {
+            zeroize::Zeroize::zeroize(&mut out);
+            return Err(io_to_vault_error(e));
+        }
+        Ok(out)
+    }
+
+    /// The metadata of `name` from its sealed header.
+    pub fn meta(&self, name: &str) -> Result<ObjectMeta, Error> {
+        Ok(self.open(name)?.meta().clone())
+    }
+
+    /// Deletes `name`: a signed tombstone in the manifest, then the pages are reclaimed.
+    pub fn delete(&mut self, name: &str) -> Result<(), Error> {
+        let (id, old) = self
+            .find(name)
+            .map(|(id, e)| (id, e.clone()))
+            .ok_or(Error::NotFound)?;
+        if !old.live {
+            return Err(Error::NotFound);
+        }
+        let tombstone = Entry {
+            version: old.version + 1,
+            live: false,
+            size: 0,
+            page_count: 0,
+            digest: [0; 32],
+            name: old.name.clone(),
+        };
+        self.commit(id, tombstone)?;
+        self.vault
+            .store
+            .delete_object_version(&self.place(id, old.version).address())?;
+        Ok(())
+    }
+}
