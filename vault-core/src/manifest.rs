@@ -132,6 +132,16 @@ impl Manifest {
             .into()
     }
 
+    /// What the next manifest's `prev_hash` must be: this manifest's hash, or zero when
+    /// this is the empty version 0 of a new collection (never stored).
+    pub fn link_hash(&self) -> [u8; 32] {
+        if self.version == 0 {
+            [0; 32]
+        } else {
+            self.hash()
+        }
+    }
+
     fn outer_ad(vault: &VaultId, collection: &CollectionId, version: u64) -> Vec<u8> {
         let mut ad = Vec::with_capacity(46);
         ad.extend_from_slice(b"VMAN");
@@ -273,7 +283,7 @@ impl Manifest {
                 Err(integrity("two different manifests of the same version (fork)"))
             };
         }
-        if self.version == previous.version + 1 && self.prev_hash != previous.hash() {
+        if self.version == previous.version + 1 && self.prev_hash != previous.link_hash() {
             return Err(integrity("manifest does not chain to the previous one"));
         }
         if self.key_epoch < previous.key_epoch {

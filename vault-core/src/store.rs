@@ -367,3 +367,52 @@ impl Store for SledStore {
         Ok(out)
     }
 }
+
+/// A shared store: lets a test (or the sync layer) keep a handle on the store a vault uses.
+impl<T: Store + ?Sized> Store for std::sync::Arc<T> {
+    fn put_page(&self, address: &PageAddress, page: &[u8]) -> Result<(), StoreError> {
+        (**self).put_page(address, page)
+    }
+    fn get_page(&self, address: &PageAddress) -> Result<Option<Vec<u8>>, StoreError> {
+        (**self).get_page(address)
+    }
+    fn put_header(&self, address: &ObjectAddress, header: &[u8]) -> Result<(), StoreError> {
+        (**self).put_header(address, header)
+    }
+    fn get_header(&self, address: &ObjectAddress) -> Result<Option<Vec<u8>>, StoreError> {
+        (**self).get_header(address)
+    }
+    fn delete_object_version(&self, address: &ObjectAddress) -> Result<(), StoreError> {
+        (**self).delete_object_version(address)
+    }
+    fn put_collection_key(
+        &self,
+        collection: &CollectionId,
+        epoch: u32,
+        wrapped: &[u8],
+    ) -> Result<(), StoreError> {
+        (**self).put_collection_key(collection, epoch, wrapped)
+    }
+    fn get_collection_key(
+        &self,
+        collection: &CollectionId,
+        epoch: u32,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        (**self).get_collection_key(collection, epoch)
+    }
+    fn get_manifest(&self, collection: &CollectionId) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
+        (**self).get_manifest(collection)
+    }
+    fn swap_manifest(
+        &self,
+        collection: &CollectionId,
+        expected: u64,
+        version: u64,
+        manifest: &[u8],
+    ) -> Result<Swap, StoreError> {
+        (**self).swap_manifest(collection, expected, version, manifest)
+    }
+    fn list_collections(&self) -> Result<Vec<CollectionId>, StoreError> {
+        (**self).list_collections()
+    }
+}

@@ -480,11 +480,7 @@ impl<S: Store> Collection<'_, S> {
     fn commit(&mut self, object: ObjectId, entry: Entry) -> Result<(), Error> {
         let mut next = self.manifest.clone();
         next.version = self.manifest.version + 1;
-        next.prev_hash = if self.manifest.version == 0 {
-            [0; 32]
-        } else {
-            self.manifest.hash()
-        };
+        next.prev_hash = self.manifest.link_hash();
         next.writer = self.vault.keyring.id();
         next.timestamp = now();
         next.entries.insert(object, entry);
