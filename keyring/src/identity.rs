@@ -19,7 +19,9 @@
 use core::fmt;
 
 use p256::elliptic_curve::sec1::ToEncodedPoint;
-use rsa::pkcs1::{DecodeRsaPrivateKey, DecodeRsaPublicKey, EncodeRsaPrivateKey, EncodeRsaPublicKey};
+use rsa::pkcs1::{
+    DecodeRsaPrivateKey, DecodeRsaPublicKey, EncodeRsaPrivateKey, EncodeRsaPublicKey,
+};
 use rsa::signature::{RandomizedSigner, SignatureEncoding, Verifier};
 use rsa::traits::PublicKeyParts;
 use rsa::{BigUint, RsaPrivateKey, RsaPublicKey};
@@ -392,7 +394,8 @@ pub(crate) fn sign_pss(
     domain: &[u8],
     message: &[u8],
 ) -> Vec<u8> {
-    let signer = rsa::pss::BlindedSigningKey::<Sha256>::new_with_salt_len(key.clone(), PSS_SALT_LEN);
+    let signer =
+        rsa::pss::BlindedSigningKey::<Sha256>::new_with_salt_len(key.clone(), PSS_SALT_LEN);
     let mut msg = Vec::with_capacity(domain.len() + message.len());
     msg.extend_from_slice(domain);
     msg.extend_from_slice(message);

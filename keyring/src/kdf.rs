@@ -227,5 +227,8 @@ pub(crate) fn calibrate_iterations(target: Duration) -> u32 {
     let rate = f64::from(sample) / elapsed.as_secs_f64().max(1e-9);
     let wanted = (rate * target.as_secs_f64()).ceil();
     let clamped = wanted.clamp(f64::from(MIN_ITERATIONS), f64::from(MAX_ITERATIONS)) as u32;
-    clamped.div_ceil(10_000).saturating_mul(10_000).min(MAX_ITERATIONS)
+    clamped
+        .div_ceil(10_000)
+        .saturating_mul(10_000)
+        .min(MAX_ITERATIONS)
 }

@@ -491,7 +491,10 @@ impl SealedKeyring {
 
     /// Derives the password keys with the strict policy and unlocks: the usual entry point.
     /// Returns the keyring and the password keys (whose login secret the sync client needs).
-    pub fn unlock_with_password(&self, password: &Password) -> Result<(Keyring, PasswordKeys), Error> {
+    pub fn unlock_with_password(
+        &self,
+        password: &Password,
+    ) -> Result<(Keyring, PasswordKeys), Error> {
         self.unlock_with_password_policy(password, &KdfPolicy::default())
     }
 
@@ -509,7 +512,9 @@ impl SealedKeyring {
 
     fn unwrap_password(&self, password: &PasswordKeys) -> Result<Kmk, Error> {
         if password.params() != &self.header.kdf {
-            return Err(auth_failed("password keys derived under other KDF parameters"));
+            return Err(auth_failed(
+                "password keys derived under other KDF parameters",
+            ));
         }
         let kmk = seal::open(
             &password.unlock,

@@ -280,7 +280,9 @@ impl Manifest {
             return if self.hash() == previous.hash() {
                 Ok(())
             } else {
-                Err(integrity("two different manifests of the same version (fork)"))
+                Err(integrity(
+                    "two different manifests of the same version (fork)",
+                ))
             };
         }
         if self.version == previous.version + 1 && self.prev_hash != previous.link_hash() {

@@ -225,7 +225,9 @@ pub(crate) fn load_header(
         .get_header(&place.address())?
         .ok_or_else(|| integrity("object header missing"))?;
     if !bool::from(digest(&sealed).ct_eq(expected_digest)) {
-        return Err(integrity("object header differs from the manifest's digest"));
+        return Err(integrity(
+            "object header differs from the manifest's digest",
+        ));
     }
     let plain = seal::open(ck, HEADER, &place.ad(), &sealed)?;
     Header::decode(&plain).map_err(integrity)

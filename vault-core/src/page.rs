@@ -167,9 +167,10 @@ pub fn seal_page(
     page_size: u32,
     compression: Compression,
 ) -> Result<Vec<u8>, Error> {
-    if content.len() > page_size as usize || !(MIN_PAGE_SIZE..=MAX_PAGE_SIZE).contains(&page_size)
-    {
-        return Err(Error::InvalidInput("page content larger than the page size"));
+    if content.len() > page_size as usize || !(MIN_PAGE_SIZE..=MAX_PAGE_SIZE).contains(&page_size) {
+        return Err(Error::InvalidInput(
+            "page content larger than the page size",
+        ));
     }
     let compressed = match compression {
         Compression::None => None,

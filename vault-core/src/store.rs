@@ -87,7 +87,8 @@ pub trait Store: Send + Sync {
         epoch: u32,
     ) -> Result<Option<Vec<u8>>, StoreError>;
     /// The current manifest of a collection and its version, if any.
-    fn get_manifest(&self, collection: &CollectionId) -> Result<Option<(u64, Vec<u8>)>, StoreError>;
+    fn get_manifest(&self, collection: &CollectionId)
+        -> Result<Option<(u64, Vec<u8>)>, StoreError>;
     /// Replaces the manifest if the stored version is `expected` (0: no manifest yet).
     /// Makes all earlier writes durable before it returns `Done`.
     fn swap_manifest(
@@ -200,7 +201,10 @@ impl Store for MemoryStore {
             .get(&ckey_key(collection, epoch)[..])
             .cloned())
     }
-    fn get_manifest(&self, collection: &CollectionId) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
+    fn get_manifest(
+        &self,
+        collection: &CollectionId,
+    ) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
         Ok(self.maps()?.manifests.get(collection).cloned())
     }
     fn swap_manifest(
@@ -215,7 +219,8 @@ impl Store for MemoryStore {
         if current != expected {
             return Ok(Swap::Conflict { current });
         }
-        m.manifests.insert(*collection, (version, manifest.to_vec()));
+        m.manifests
+            .insert(*collection, (version, manifest.to_vec()));
         Ok(Swap::Done)
     }
     fn list_collections(&self) -> Result<Vec<CollectionId>, StoreError> {
@@ -293,7 +298,9 @@ impl Store for SledStore {
         let prefix = object_key(address);
         self.headers.remove(prefix).map_err(sled_err)?;
         for key in self.pages.scan_prefix(prefix).keys() {
-            self.pages.remove(key.map_err(sled_err)?).map_err(sled_err)?;
+            self.pages
+                .remove(key.map_err(sled_err)?)
+                .map_err(sled_err)?;
         }
         Ok(())
     }
@@ -319,12 +326,21 @@ impl Store for SledStore {
             .map_err(sled_err)?
             .map(|v| v.to_vec()))
     }
-    fn get_manifest(&self, collection: &CollectionId) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
-        let Some(v) = self.manifests.get(collection.as_bytes()).map_err(sled_err)? else {
+    fn get_manifest(
+        &self,
+        collection: &CollectionId,
+    ) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
+        let Some(v) = self
+            .manifests
+            .get(collection.as_bytes())
+            .map_err(sled_err)?
+        else {
             return Ok(None);
         };
         if v.len() < 8 {
-            return Err(StoreError::new("sled: manifest record shorter than its version"));
+            return Err(StoreError::new(
+                "sled: manifest record shorter than its version",
+            ));
         }
         let mut version = [0u8; 8];
         version.copy_from_slice(&v[..8]);
@@ -400,7 +416,10 @@ impl<T: Store + ?Sized> Store for std::sync::Arc<T> {
     ) -> Result<Option<Vec<u8>>, StoreError> {
         (**self).get_collection_key(collection, epoch)
     }
-    fn get_manifest(&self, collection: &CollectionId) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
+    fn get_manifest(
+        &self,
+        collection: &CollectionId,
+    ) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
         (**self).get_manifest(collection)
     }
     fn swap_manifest(

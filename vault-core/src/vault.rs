@@ -202,7 +202,11 @@ impl<S: Store> Vault<S> {
         ad
     }
 
-    fn load_key(&self, collection: &CollectionId, epoch: u32) -> Result<Option<SymmetricKey>, Error> {
+    fn load_key(
+        &self,
+        collection: &CollectionId,
+        epoch: u32,
+    ) -> Result<Option<SymmetricKey>, Error> {
         let Some(wrapped) = self.store.get_collection_key(collection, epoch)? else {
             return Ok(None);
         };
@@ -286,14 +290,10 @@ impl<S: Store> Vault<S> {
         }
         let mut v = [0u8; 8];
         v.copy_from_slice(&plain[..8]);
-        let manifest = Manifest::open(
-            &plain[8..],
-            &self.id,
-            id,
-            u64::from_be_bytes(v),
-            ck,
-            &|w| self.trusted_writer(w),
-        )?;
+        let manifest =
+            Manifest::open(&plain[8..], &self.id, id, u64::from_be_bytes(v), ck, &|w| {
+                self.trusted_writer(w)
+            })?;
         Ok(Some(manifest))
     }
 
@@ -485,11 +485,12 @@ impl<S: Store> Collection<'_, S> {
         next.timestamp = now();
         next.entries.insert(object, entry);
         let sealed = next.seal(&mut OsRng, &self.vault.keyring, &self.ck);
-        match self
-            .vault
-            .store
-            .swap_manifest(&self.id, self.manifest.version, next.version, &sealed)?
-        {
+        match self.vault.store.swap_manifest(
+            &self.id,
+            self.manifest.version,
+            next.version,
+            &sealed,
+        )? {
             Swap::Done => {
                 self.vault.remember(&self.id, next.version, &sealed)?;
                 self.manifest = next;

@@ -15,7 +15,11 @@ use vault_keyring::{Keyring, KeyringOptions};
 const ENV: &str = "VAULT_CRASH_WRITER_DIR";
 
 fn keyring() -> Keyring {
-    Keyring::generate(&mut ChaCha20Rng::from_seed([77; 32]), &KeyringOptions::new()).unwrap()
+    Keyring::generate(
+        &mut ChaCha20Rng::from_seed([77; 32]),
+        &KeyringOptions::new(),
+    )
+    .unwrap()
 }
 
 fn object(i: u64) -> Vec<u8> {
@@ -47,7 +51,12 @@ fn crash_writer_child() {
 fn acknowledged_writes_survive_sigkill() {
     let dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "crash_writer_child", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "crash_writer_child",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(ENV, dir.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -66,7 +75,11 @@ fn acknowledged_writes_survive_sigkill() {
         }
     }
     child.wait().unwrap();
-    assert_eq!(acked.len(), 25, "the writer stopped before 25 acknowledgements");
+    assert_eq!(
+        acked.len(),
+        25,
+        "the writer stopped before 25 acknowledgements"
+    );
 
     let vault = open(dir.path());
     let c = vault.collection("crash").unwrap();

@@ -66,7 +66,16 @@ fn round_trip(name: &str, data: &[u8], page_size: u32, compression: Compression)
 #[test]
 fn page_boundaries() {
     let page = 4096usize;
-    for len in [0, 1, page - 1, page, page + 1, 2 * page - 1, 2 * page, 2 * page + 1] {
+    for len in [
+        0,
+        1,
+        page - 1,
+        page,
+        page + 1,
+        2 * page - 1,
+        2 * page,
+        2 * page + 1,
+    ] {
         for compression in [Compression::None, Compression::Zstd(3)] {
             for compressible in [false, true] {
                 let data = content(len, len as u64, compressible);
@@ -84,9 +93,19 @@ fn page_boundaries() {
 #[test]
 fn several_mib_with_default_pages() {
     let data = content(5 * 1024 * 1024 + 3, 1, false);
-    round_trip("big/random", &data, vault_core::DEFAULT_PAGE_SIZE, Compression::default());
+    round_trip(
+        "big/random",
+        &data,
+        vault_core::DEFAULT_PAGE_SIZE,
+        Compression::default(),
+    );
     let data = content(5 * 1024 * 1024 + 3, 2, true);
-    round_trip("big/text", &data, vault_core::DEFAULT_PAGE_SIZE, Compression::default());
+    round_trip(
+        "big/text",
+        &data,
+        vault_core::DEFAULT_PAGE_SIZE,
+        Compression::default(),
+    );
 }
 
 #[test]

@@ -18,7 +18,11 @@ use vault_keyring::{Keyring, KeyringOptions};
 const PAGE: u32 = 4096;
 
 fn keyring(seed: u8) -> Keyring {
-    Keyring::generate(&mut ChaCha20Rng::from_seed([seed; 32]), &KeyringOptions::new()).unwrap()
+    Keyring::generate(
+        &mut ChaCha20Rng::from_seed([seed; 32]),
+        &KeyringOptions::new(),
+    )
+    .unwrap()
 }
 
 fn opts() -> PutOptions<'static> {
@@ -108,7 +112,10 @@ fn flipped_bits_in_pages_headers_and_manifests() {
         let r = read(&w, "a");
         if i < 2 {
             // The version and suite bytes: refused as an unknown format.
-            assert!(matches!(r, Err(Error::UnsupportedFormat) | Err(Error::Integrity)));
+            assert!(matches!(
+                r,
+                Err(Error::UnsupportedFormat) | Err(Error::Integrity)
+            ));
         } else {
             assert_integrity(r, &format!("page byte {i}"));
         }
@@ -308,7 +315,10 @@ fn injected_pages_objects_and_manifests() {
     let mut extra = addr(&w, "a", 4);
     extra.index = 4;
     w.evil
-        .put_page(&extra, &w.evil.get_page(&addr(&w, "a", 0)).unwrap().unwrap())
+        .put_page(
+            &extra,
+            &w.evil.get_page(&addr(&w, "a", 0)).unwrap().unwrap(),
+        )
         .unwrap();
     assert_eq!(read(&w, "a").unwrap(), data(3 * PAGE as usize + 100, 1));
     // An object written by the server (header and pages of its own) is not in the signed
@@ -319,7 +329,10 @@ fn injected_pages_objects_and_manifests() {
         version: 1,
     };
     w.evil
-        .put_header(&injected, &w.evil.get_header(&header_addr(&w, "a")).unwrap().unwrap())
+        .put_header(
+            &injected,
+            &w.evil.get_header(&header_addr(&w, "a")).unwrap().unwrap(),
+        )
         .unwrap();
     assert_eq!(w.vault.collection("c").unwrap().list(), listing);
     // A manifest signed by another keyring (an attacker with an account) is refused, even
@@ -333,7 +346,9 @@ fn injected_pages_objects_and_manifests() {
     m.put("evil", b"injected").unwrap();
     let (mv, mbytes) = w.evil.get_manifest(&mc).unwrap().unwrap();
     let (cv, _) = w.evil.get_manifest(&c.id()).unwrap().unwrap();
-    w.evil.swap_manifest(&c.id(), cv, mv.max(cv + 1), &mbytes).unwrap();
+    w.evil
+        .swap_manifest(&c.id(), cv, mv.max(cv + 1), &mbytes)
+        .unwrap();
     assert!(matches!(
         w.vault.collection("c").err(),
         Some(Error::Integrity)
