@@ -12,6 +12,8 @@
 //! cargo bench -p vault-benches --bench keyring
 //! ```
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+// criterion's macros generate undocumented public functions.
+#![allow(missing_docs)]
 
 use std::hint::black_box;
 use std::process::Command;

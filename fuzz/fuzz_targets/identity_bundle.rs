@@ -33,6 +33,9 @@ fuzz_target!(|data: &[u8]| {
         b[at] ^= pair[2];
     }
     if b != *original {
-        assert!(IdentityBundle::from_bytes(&b).is_err(), "an altered bundle verified");
+        assert!(
+            IdentityBundle::from_bytes(&b).is_err(),
+            "an altered bundle verified"
+        );
     }
 });

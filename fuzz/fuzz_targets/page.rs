@@ -30,12 +30,21 @@ fn original() -> &'static Vec<u8> {
     static PAGE: OnceLock<Vec<u8>> = OnceLock::new();
     PAGE.get_or_init(|| {
         let content: Vec<u8> = (0..3000u32).map(|i| (i % 251) as u8).collect();
-        seal_page(&key(), &position(), &content, PAGE_SIZE, Compression::Zstd(3)).expect("seal")
+        seal_page(
+            &key(),
+            &position(),
+            &content,
+            PAGE_SIZE,
+            Compression::Zstd(3),
+        )
+        .expect("seal")
     })
 }
 
 fuzz_target!(|data: &[u8]| {
-    assert!(open_page(&key(), &position(), data, PAGE_SIZE).is_err() || data == original().as_slice());
+    assert!(
+        open_page(&key(), &position(), data, PAGE_SIZE).is_err() || data == original().as_slice()
+    );
     let original = original();
     let mut p = original.clone();
     for pair in data.chunks_exact(3) {
@@ -43,6 +52,9 @@ fuzz_target!(|data: &[u8]| {
         p[at] ^= pair[2];
     }
     if p != *original {
-        assert!(open_page(&key(), &position(), &p, PAGE_SIZE).is_err(), "an altered page opened");
+        assert!(
+            open_page(&key(), &position(), &p, PAGE_SIZE).is_err(),
+            "an altered page opened"
+        );
     }
 });

@@ -10,6 +10,7 @@ use vault_keyring::{Password, SealedKeyring};
 fuzz_target!(|data: &[u8]| {
     if let Ok(sealed) = SealedKeyring::from_bytes(data) {
         assert_eq!(sealed.to_bytes(), data);
-        let _ = sealed.unlock_with_password_policy(&Password::from("fuzz"), &insecure_test_policy(16));
+        let _ =
+            sealed.unlock_with_password_policy(&Password::from("fuzz"), &insecure_test_policy(16));
     }
 });

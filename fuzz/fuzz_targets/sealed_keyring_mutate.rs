@@ -52,7 +52,8 @@ fuzz_target!(|data: &[u8]| {
     if blob == *original {
         return;
     }
-    let opened = SealedKeyring::from_bytes(&blob)
-        .and_then(|s| s.unlock_with_password_policy(&Password::from(PASSWORD), &insecure_test_policy(16)));
+    let opened = SealedKeyring::from_bytes(&blob).and_then(|s| {
+        s.unlock_with_password_policy(&Password::from(PASSWORD), &insecure_test_policy(16))
+    });
     assert!(opened.is_err(), "an altered keyring unlocked");
 });

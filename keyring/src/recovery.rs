@@ -135,6 +135,7 @@ impl fmt::Debug for RecoveryCode {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
     use rand_core::OsRng;
 
