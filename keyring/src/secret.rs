@@ -91,3 +91,17 @@ impl fmt::Debug for SymmetricKey {
         f.write_str("SymmetricKey([redacted])")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zero_key_is_refused_and_nothing_prints() {
+        assert!(SymmetricKey::from_bytes([0; 32]).is_none());
+        let key = SymmetricKey::from_bytes([7; 32]);
+        assert!(key.is_some());
+        assert_eq!(format!("{key:?}"), "Some(SymmetricKey([redacted]))");
+        assert_eq!(format!("{:?}", Password::from("hunter2")), "Password([redacted])");
+    }
+}
