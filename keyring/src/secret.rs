@@ -102,6 +102,9 @@ mod tests {
         let key = SymmetricKey::from_bytes([7; 32]);
         assert!(key.is_some());
         assert_eq!(format!("{key:?}"), "Some(SymmetricKey([redacted]))");
-        assert_eq!(format!("{:?}", Password::from("hunter2")), "Password([redacted])");
+        assert_eq!(
+            format!("{:?}", Password::from("hunter2")),
+            "Password([redacted])"
+        );
     }
 }

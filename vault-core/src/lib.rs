@@ -41,7 +41,9 @@ pub use error::Error;
 pub use ids::{CollectionId, ObjectId, VaultId};
 pub use keys::DataKey;
 pub use manifest::{Entry, Manifest};
-pub use object::{ObjectMeta, ObjectReader, MAX_CONTENT_TYPE_LEN, MAX_NAME_LEN};
+pub use object::{
+    ObjectMeta, ObjectReader, MAX_CONTENT_TYPE_LEN, MAX_NAME_LEN, MAX_RECORDS, MAX_RECORD_KEY_LEN,
+};
 pub use page::{Compression, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, MIN_PAGE_SIZE};
 pub use store::{MemoryStore, ObjectAddress, PageAddress, SledStore, Store, StoreError, Swap};
 pub use vault::{Collection, Listing, LocalState, PutOptions, Vault, MAX_COLLECTION_NAME_LEN};

@@ -1,9 +1,12 @@
 //! Objects: a sealed header and a sequence of sealed pages (docs/spec/pages.md §5).
 //!
 //! ```text
-//! header plaintext = u8 kind (1: blob) || u64 size || u32 page_size || u32 page_count
-//!                    || data_key[32] || u64 created_at || u64 modified_at || author[16]
-//!                    || vec16 name || vec16 content_type || page_count × tag[32]
+//! header plaintext = u8 kind (1: blob, 2: record table) || u64 size || u32 page_size
+//!                    || u32 page_count || data_key[32] || u64 created_at || u64 modified_at
+//!                    || author[16] || vec16 name || vec16 content_type
+//!                    || [kind 2: u32 record_count || record_count × (vec16 key || u64 offset
+//!                        || u32 len)]
+//!                    || page_count × tag[32]
 //! header ad        = "VOBJ" || u8 version (1) || u8 suite (1) || vault_id || collection_id
 //!                    || object_id || u64 object_version || u32 key_epoch
 //! sealed header    = seal(collection key, "vault/v1/object-header", header ad, plaintext)
@@ -32,6 +35,11 @@ use crate::wire::{Malformed, Reader, Writer};
 
 const HEADER: Context = Context::new(SEAL_OBJECT_HEADER);
 const KIND_BLOB: u8 = 1;
+const KIND_RECORDS: u8 = 2;
+/// Longest record key in bytes.
+pub const MAX_RECORD_KEY_LEN: usize = 1024;
+/// Most records one record table holds.
+pub const MAX_RECORDS: u32 = 10_000_000;
 /// Longest object name in bytes.
 pub const MAX_NAME_LEN: usize = 4096;
 /// Longest content type in bytes.
@@ -112,18 +120,32 @@ pub struct ObjectMeta {
     pub content_type: String,
 }
 
+/// Where one record's value lies in a record table's content.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct IndexEntry {
+    pub key: Vec<u8>,
+    pub offset: u64,
+    pub len: u32,
+}
+
 /// A decoded header.
 pub(crate) struct Header {
     pub meta: ObjectMeta,
     pub page_size: u32,
     pub tags: Vec<[u8; TAG_LEN]>,
     pub key: DataKey,
+    /// The encrypted record index of a record table (`None` for a blob).
+    pub records: Option<Vec<IndexEntry>>,
 }
 
 impl Header {
     fn encode(&self) -> Zeroizing<Vec<u8>> {
         let mut p = Zeroizing::new(Vec::with_capacity(128 + self.tags.len() * TAG_LEN));
-        p.put_u8(KIND_BLOB);
+        p.put_u8(if self.records.is_some() {
+            KIND_RECORDS
+        } else {
+            KIND_BLOB
+        });
         p.put_u64(self.meta.size);
         p.put_u32(self.page_size);
         p.put_u32(self.tags.len() as u32);
@@ -133,6 +155,14 @@ impl Header {
         p.extend_from_slice(self.meta.author.as_bytes());
         p.put_vec16(self.meta.name.as_bytes());
         p.put_vec16(self.meta.content_type.as_bytes());
+        if let Some(records) = &self.records {
+            p.put_u32(records.len() as u32);
+            for e in records {
+                p.put_vec16(&e.key);
+                p.put_u64(e.offset);
+                p.put_u32(e.len);
+            }
+        }
         for t in &self.tags {
             p.extend_from_slice(t);
         }
@@ -141,7 +171,8 @@ impl Header {
 
     fn decode(plain: &[u8]) -> Result<Self, Malformed> {
         let mut r = Reader::new(plain);
-        if r.u8()? != KIND_BLOB {
+        let kind = r.u8()?;
+        if kind != KIND_BLOB && kind != KIND_RECORDS {
             return Err("unknown object kind");
         }
         let size = r.u64()?;
@@ -159,6 +190,11 @@ impl Header {
         if name.len() > MAX_NAME_LEN || content_type.len() > MAX_CONTENT_TYPE_LEN {
             return Err("name or content type too long");
         }
+        let records = if kind == KIND_RECORDS {
+            Some(decode_index(&mut r, size)?)
+        } else {
+            None
+        };
         if r.remaining() != page_count as usize * TAG_LEN {
             return Err("tag list length differs from the page count");
         }
@@ -184,8 +220,48 @@ impl Header {
             page_size,
             tags,
             key,
+            records,
         })
     }
+}
+
+/// Decodes a record index strictly: keys strictly increasing and at most
+/// `MAX_RECORD_KEY_LEN` bytes, values contiguous from offset 0 in key order, filling the
+/// object's `size` exactly.
+fn decode_index(r: &mut Reader<'_>, size: u64) -> Result<Vec<IndexEntry>, Malformed> {
+    let count = r.u32()?;
+    if count > MAX_RECORDS {
+        return Err("too many records");
+    }
+    // Each entry takes at least 14 bytes: do not trust `count` for the allocation.
+    let mut out: Vec<IndexEntry> = Vec::with_capacity((count as usize).min(r.remaining() / 14));
+    let mut next_offset = 0u64;
+    for _ in 0..count {
+        let key = r.vec16()?;
+        if key.len() > MAX_RECORD_KEY_LEN {
+            return Err("record key too long");
+        }
+        if out.last().is_some_and(|prev| prev.key.as_slice() >= key) {
+            return Err("record keys not strictly increasing");
+        }
+        let offset = r.u64()?;
+        let len = r.u32()?;
+        if offset != next_offset {
+            return Err("record values not contiguous");
+        }
+        next_offset = offset
+            .checked_add(u64::from(len))
+            .ok_or("record offset overflow")?;
+        out.push(IndexEntry {
+            key: key.to_vec(),
+            offset,
+            len,
+        });
+    }
+    if next_offset != size {
+        return Err("record values do not fill the object");
+    }
+    Ok(out)
 }
 
 /// Pages an object of `size` bytes takes: `max(1, ceil(size / page_size))`.
@@ -254,6 +330,7 @@ pub struct ObjectWriter<'a, R: CryptoRngCore> {
     buffer: Zeroizing<Vec<u8>>,
     tags: Vec<[u8; TAG_LEN]>,
     size: u64,
+    records: Option<Vec<IndexEntry>>,
 }
 
 impl<'a, R: CryptoRngCore> ObjectWriter<'a, R> {
@@ -287,7 +364,14 @@ impl<'a, R: CryptoRngCore> ObjectWriter<'a, R> {
             buffer: Zeroizing::new(Vec::with_capacity(page_size as usize)),
             tags: Vec::new(),
             size: 0,
+            records: None,
         })
+    }
+
+    /// Makes this object a record table with `index` (which must describe the bytes
+    /// written, in key order).
+    pub(crate) fn set_records(&mut self, index: Vec<IndexEntry>) {
+        self.records = Some(index);
     }
 
     fn emit(&mut self, last: bool) -> Result<(), Error> {
@@ -319,6 +403,7 @@ impl<'a, R: CryptoRngCore> ObjectWriter<'a, R> {
             page_size: self.page_size,
             tags: std::mem::take(&mut self.tags),
             key: DataKey::from_bytes(*self.key.expose_bytes()),
+            records: self.records.take(),
         };
         let digest = store_header(&mut self.rng, self.store, self.ck, &self.place, &header)?;
         Ok(Written {
@@ -360,7 +445,6 @@ pub struct ObjectReader<'a> {
     next: u32,
     page: Zeroizing<Vec<u8>>,
     offset: usize,
-    delivered: u64,
 }
 
 impl<'a> ObjectReader<'a> {
@@ -372,7 +456,6 @@ impl<'a> ObjectReader<'a> {
             next: 0,
             page: Zeroizing::new(Vec::new()),
             offset: 0,
-            delivered: 0,
         }
     }
 
@@ -381,12 +464,10 @@ impl<'a> ObjectReader<'a> {
         &self.header.meta
     }
 
-    fn load_next(&mut self) -> Result<bool, Error> {
+    /// Fetches, checks against the header's tag list, and opens page `index`; checks its
+    /// length against the layout (full pages, then the rest).
+    fn load_page(&self, index: u32) -> Result<Zeroizing<Vec<u8>>, Error> {
         let count = self.header.tags.len() as u32;
-        if self.next >= count {
-            return Ok(false);
-        }
-        let index = self.next;
         let last = index + 1 == count;
         let (position, address) = self.place.page(index, last);
         let sealed = self
@@ -401,20 +482,52 @@ impl<'a> ObjectReader<'a> {
             return Err(integrity("page tag differs from the header's list"));
         }
         let content = open_page(&self.header.key, &position, &sealed, self.header.page_size)?;
-        // Every page but the last is full; the sizes add up to the header's size.
-        let full = self.header.page_size as usize;
-        if (!last && content.len() != full) || (last && content.len() > full) {
+        let page_size = u64::from(self.header.page_size);
+        let expected = if last {
+            self.header.meta.size - u64::from(index) * page_size
+        } else {
+            page_size
+        };
+        if content.len() as u64 != expected {
             return Err(integrity("page length breaks the object layout"));
         }
-        let end = self.delivered + content.len() as u64;
-        if (last && end != self.header.meta.size) || end > self.header.meta.size {
-            return Err(integrity("pages do not add up to the object's size"));
+        Ok(content)
+    }
+
+    fn load_next(&mut self) -> Result<bool, Error> {
+        if self.next as usize >= self.header.tags.len() {
+            return Ok(false);
         }
-        self.delivered = end;
-        self.page = content;
+        self.page = self.load_page(self.next)?;
         self.offset = 0;
         self.next += 1;
         Ok(true)
+    }
+
+    /// Reads `len` bytes at `offset`, opening only the pages that hold them.
+    pub(crate) fn read_range(&self, offset: u64, len: u32) -> Result<Zeroizing<Vec<u8>>, Error> {
+        let end = offset
+            .checked_add(u64::from(len))
+            .filter(|end| *end <= self.header.meta.size)
+            .ok_or_else(|| integrity("range outside the object"))?;
+        let mut out = Zeroizing::new(Vec::with_capacity(len as usize));
+        if len == 0 {
+            return Ok(out);
+        }
+        let page_size = u64::from(self.header.page_size);
+        for index in offset / page_size..=(end - 1) / page_size {
+            let page = self.load_page(index as u32)?;
+            let start = index * page_size;
+            let from = offset.max(start) - start;
+            let to = end.min(start + page_size) - start;
+            out.extend_from_slice(&page[from as usize..to as usize]);
+        }
+        Ok(out)
+    }
+
+    /// The record index of a record table.
+    pub(crate) fn records(&self) -> Option<&[IndexEntry]> {
+        self.header.records.as_deref()
     }
 }
 

@@ -18,7 +18,8 @@ use crate::ids::{CollectionId, ObjectId, VaultId};
 use crate::keys::SEAL_COLLECTION_KEY;
 use crate::manifest::{Entry, Manifest};
 use crate::object::{
-    io_to_vault_error, load_header, ObjectMeta, ObjectPlace, ObjectReader, ObjectWriter,
+    io_to_vault_error, load_header, IndexEntry, ObjectMeta, ObjectPlace, ObjectReader,
+    ObjectWriter, MAX_RECORDS, MAX_RECORD_KEY_LEN,
 };
 use crate::page::{Compression, DEFAULT_PAGE_SIZE};
 use crate::store::{Store, StoreError, Swap};
@@ -408,6 +409,84 @@ impl<S: Store> Collection<'_, S> {
         reader: &mut dyn Read,
         options: &PutOptions<'_>,
     ) -> Result<(), Error> {
+        self.write_object(name, reader, options, None)
+    }
+
+    /// Stores a **record table**: many small records (key → value) packed together into
+    /// pages, with the index (key, offset, length) inside the sealed header, so 10,000
+    /// records of 200 bytes take a few pages, not 10,000. Replaces the previous version of
+    /// the table. Keys are at most 1024 bytes; values at most 4 GiB − 1.
+    ///
+    /// Records of one table are compressed together: put records from different origins
+    /// (e.g. other people's messages beside your secrets) in different tables, or use
+    /// `Compression::None` (docs/spec/pages.md §8).
+    pub fn put_records(
+        &mut self,
+        name: &str,
+        records: &BTreeMap<Vec<u8>, Vec<u8>>,
+        options: &PutOptions<'_>,
+    ) -> Result<(), Error> {
+        if records.len() > MAX_RECORDS as usize {
+            return Err(Error::InvalidInput("too many records"));
+        }
+        let mut index = Vec::with_capacity(records.len());
+        let mut offset = 0u64;
+        for (key, value) in records {
+            if key.len() > MAX_RECORD_KEY_LEN {
+                return Err(Error::InvalidInput("record key longer than 1024 bytes"));
+            }
+            let len = u32::try_from(value.len())
+                .map_err(|_| Error::InvalidInput("record value of 4 GiB or more"))?;
+            index.push(IndexEntry {
+                key: key.clone(),
+                offset,
+                len,
+            });
+            offset += u64::from(len);
+        }
+        let mut values = RecordValues {
+            values: records.values(),
+            current: &[],
+        };
+        self.write_object(name, &mut values, options, Some(index))
+    }
+
+    /// One record of the record table `name`; reads only the pages that hold it.
+    pub fn get_record(&self, name: &str, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
+        let reader = self.open(name)?;
+        let index = reader
+            .records()
+            .ok_or(Error::InvalidInput("the object is not a record table"))?;
+        let Ok(i) = index.binary_search_by(|e| e.key.as_slice().cmp(key)) else {
+            return Ok(None);
+        };
+        let entry = &index[i];
+        Ok(Some(reader.read_range(entry.offset, entry.len)?.to_vec()))
+    }
+
+    /// Every record of the record table `name`.
+    pub fn records(&self, name: &str) -> Result<BTreeMap<Vec<u8>, Vec<u8>>, Error> {
+        let mut reader = self.open(name)?;
+        let index = reader
+            .records()
+            .ok_or(Error::InvalidInput("the object is not a record table"))?
+            .to_vec();
+        let mut out = BTreeMap::new();
+        for entry in index {
+            let mut value = vec![0u8; entry.len as usize];
+            reader.read_exact(&mut value).map_err(io_to_vault_error)?;
+            out.insert(entry.key, value);
+        }
+        Ok(out)
+    }
+
+    fn write_object(
+        &mut self,
+        name: &str,
+        reader: &mut dyn Read,
+        options: &PutOptions<'_>,
+        records: Option<Vec<IndexEntry>>,
+    ) -> Result<(), Error> {
         let existing = self.find(name).map(|(id, e)| (id, e.clone()));
         let (object, version) = match &existing {
             Some((id, e)) => (*id, e.version + 1),
@@ -440,6 +519,9 @@ impl<S: Store> Collection<'_, S> {
             options.page_size,
             options.compression,
         )?;
+        if let Some(index) = records {
+            writer.set_records(index);
+        }
         std::io::copy(reader, &mut writer).map_err(io_to_vault_error)?;
         writer.flush()?;
         let written = writer.finish()?;
@@ -556,5 +638,26 @@ impl<S: Store> Collection<'_, S> {
             .store
             .delete_object_version(&self.place(id, old.version).address())?;
         Ok(())
+    }
+}
+
+/// Reads the values of a record table in key order, without copying them into one buffer.
+struct RecordValues<'a, I: Iterator<Item = &'a Vec<u8>>> {
+    values: I,
+    current: &'a [u8],
+}
+
+impl<'a, I: Iterator<Item = &'a Vec<u8>>> Read for RecordValues<'a, I> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.current.is_empty() {
+            match self.values.next() {
+                Some(v) => self.current = v,
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current[..n]);
+        self.current = &self.current[n..];
+        Ok(n)
     }
 }

@@ -173,3 +173,57 @@ fn concurrent_handles_conflict_and_lose_nothing() {
     assert_eq!(one.get("from-one").unwrap(), b"1");
     assert_eq!(one.get("from-two").unwrap(), b"2");
 }
+
+#[test]
+fn ten_thousand_small_records_share_pages() {
+    use std::collections::BTreeMap;
+    let mut c = vault().collection("records").unwrap();
+    let mut records = BTreeMap::new();
+    for i in 0..10_000u32 {
+        let key = format!("contact/{i:05}").into_bytes();
+        let value = format!(
+            "{{\"id\":{i},\"name\":\"Person {i}\",\"note\":\"{}\"}}",
+            "x".repeat(150 + (i % 20) as usize)
+        )
+        .into_bytes();
+        records.insert(key, value);
+    }
+    c.put_records("contacts", &records, &PutOptions::default())
+        .unwrap();
+    let listed = c.list().into_iter().find(|l| l.name == "contacts").unwrap();
+    let pages = c.manifest().entries[&listed.id].page_count;
+    // ~2 MB of records in 1 MiB pages: a handful of pages, not 10,000.
+    assert!(pages <= 3, "{pages} pages");
+    assert_eq!(
+        c.get_record("contacts", b"contact/04711").unwrap().unwrap(),
+        records[&b"contact/04711".to_vec()]
+    );
+    assert_eq!(c.get_record("contacts", b"contact/99999").unwrap(), None);
+    assert_eq!(c.records("contacts").unwrap(), records);
+    // Records straddling page boundaries, with small pages.
+    let opts = PutOptions {
+        page_size: 4096,
+        ..PutOptions::default()
+    };
+    c.put_records("small-pages", &records, &opts).unwrap();
+    for i in (0..10_000u32).step_by(997) {
+        let key = format!("contact/{i:05}").into_bytes();
+        assert_eq!(
+            c.get_record("small-pages", &key).unwrap().as_ref(),
+            records.get(&key)
+        );
+    }
+    assert!(matches!(
+        c.get_record("nope", b"k"),
+        Err(vault_core::Error::NotFound)
+    ));
+    c.put("blob", b"not a table").unwrap();
+    assert!(matches!(
+        c.get_record("blob", b"k"),
+        Err(vault_core::Error::InvalidInput(_))
+    ));
+    let empty = BTreeMap::new();
+    c.put_records("empty", &empty, &PutOptions::default())
+        .unwrap();
+    assert!(c.records("empty").unwrap().is_empty());
+}
