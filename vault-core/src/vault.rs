@@ -159,6 +159,12 @@ impl<S: Store> Vault<S> {
         }
     }
 
+    /// Closes the vault and gives back the store, the keyring and the local state (e.g. to
+    /// reopen the same sled directory).
+    pub fn into_parts(self) -> (S, Keyring, LocalState) {
+        (self.store, self.keyring, self.state)
+    }
+
     /// The vault id.
     pub fn id(&self) -> VaultId {
         self.id
