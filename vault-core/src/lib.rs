@@ -52,4 +52,20 @@ pub use vault::{Collection, Listing, LocalState, PutOptions, Vault, MAX_COLLECTI
 #[doc(hidden)]
 pub mod internal {
     pub use crate::page::{open_page, padded_len, seal_page, PagePosition};
+
+    /// Decodes a signed manifest's bytes (`tbs || signature`) without verifying anything;
+    /// `Some(entry count)` if it is well formed. For the fuzz targets.
+    pub fn decode_manifest(signed: &[u8]) -> Option<usize> {
+        crate::manifest::Manifest::decode(signed)
+            .ok()
+            .map(|(m, _)| m.entries.len())
+    }
+
+    /// Decodes an object header's plaintext (including a record index) without opening
+    /// anything; `Some(page count)` if it is well formed. For the fuzz targets.
+    pub fn decode_object_header(plain: &[u8]) -> Option<usize> {
+        crate::object::Header::decode(plain)
+            .ok()
+            .map(|h| h.tags.len())
+    }
 }

@@ -169,7 +169,7 @@ impl Header {
         p
     }
 
-    fn decode(plain: &[u8]) -> Result<Self, Malformed> {
+    pub(crate) fn decode(plain: &[u8]) -> Result<Self, Malformed> {
         let mut r = Reader::new(plain);
         let kind = r.u8()?;
         if kind != KIND_BLOB && kind != KIND_RECORDS {
