@@ -46,7 +46,9 @@ pub use object::{
 };
 pub use page::{Compression, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, MIN_PAGE_SIZE};
 pub use store::{MemoryStore, ObjectAddress, PageAddress, SledStore, Store, StoreError, Swap};
-pub use vault::{Collection, Listing, LocalState, PutOptions, Vault, MAX_COLLECTION_NAME_LEN};
+pub use vault::{
+    Batch, Collection, Listing, LocalState, PutOptions, Vault, MAX_COLLECTION_NAME_LEN,
+};
 
 /// Building blocks for the vectors, the tests and the fuzz targets. Not a stable API.
 #[doc(hidden)]

@@ -327,7 +327,7 @@ pub struct ObjectWriter<'a, R: CryptoRngCore> {
     page_size: u32,
     compression: Compression,
     key: DataKey,
-    buffer: Zeroizing<Vec<u8>>,
+    buffer: Vec<u8>,
     tags: Vec<[u8; TAG_LEN]>,
     size: u64,
     records: Option<Vec<IndexEntry>>,
@@ -361,7 +361,7 @@ impl<'a, R: CryptoRngCore> ObjectWriter<'a, R> {
             page_size,
             compression,
             key,
-            buffer: Zeroizing::new(Vec::with_capacity(page_size as usize)),
+            buffer: Vec::with_capacity(page_size as usize),
             tags: Vec::new(),
             size: 0,
             records: None,
@@ -443,7 +443,7 @@ pub struct ObjectReader<'a> {
     place: ObjectPlace,
     header: Header,
     next: u32,
-    page: Zeroizing<Vec<u8>>,
+    page: Vec<u8>,
     offset: usize,
 }
 
@@ -454,7 +454,7 @@ impl<'a> ObjectReader<'a> {
             place,
             header,
             next: 0,
-            page: Zeroizing::new(Vec::new()),
+            page: Vec::new(),
             offset: 0,
         }
     }
@@ -466,7 +466,7 @@ impl<'a> ObjectReader<'a> {
 
     /// Fetches, checks against the header's tag list, and opens page `index`; checks its
     /// length against the layout (full pages, then the rest).
-    fn load_page(&self, index: u32) -> Result<Zeroizing<Vec<u8>>, Error> {
+    fn load_page(&self, index: u32) -> Result<Vec<u8>, Error> {
         let count = self.header.tags.len() as u32;
         let last = index + 1 == count;
         let (position, address) = self.place.page(index, last);
@@ -505,12 +505,12 @@ impl<'a> ObjectReader<'a> {
     }
 
     /// Reads `len` bytes at `offset`, opening only the pages that hold them.
-    pub(crate) fn read_range(&self, offset: u64, len: u32) -> Result<Zeroizing<Vec<u8>>, Error> {
+    pub(crate) fn read_range(&self, offset: u64, len: u32) -> Result<Vec<u8>, Error> {
         let end = offset
             .checked_add(u64::from(len))
             .filter(|end| *end <= self.header.meta.size)
             .ok_or_else(|| integrity("range outside the object"))?;
-        let mut out = Zeroizing::new(Vec::with_capacity(len as usize));
+        let mut out = Vec::with_capacity(len as usize);
         if len == 0 {
             return Ok(out);
         }

@@ -213,7 +213,7 @@ pub fn open_page(
     position: &PagePosition,
     sealed: &[u8],
     page_size: u32,
-) -> Result<Zeroizing<Vec<u8>>, Error> {
+) -> Result<Vec<u8>, Error> {
     if sealed.len() < PAGE_OVERHEAD + INNER_HEADER {
         return Err(integrity("page too short"));
     }
@@ -230,7 +230,9 @@ pub fn open_page(
     if !bool::from(expected.ct_eq(received)) {
         return Err(integrity("page tag mismatch"));
     }
-    let mut inner = Zeroizing::new(ciphertext.to_vec());
+    // Page contents are the application's data, handed to it as plain `Vec`s; they are not
+    // zeroized (keys are). See docs/spec/pages.md §3.
+    let mut inner = ciphertext.to_vec();
     Aes256Ctr::new(&keys.enc.into(), &keys.iv.into()).apply_keystream(&mut inner);
     // Authenticated from here on; the checks below catch a writer's bug, not an attacker.
     let codec = inner[0];
@@ -239,16 +241,20 @@ pub fn open_page(
     if content_len > page_size as usize || body_len > inner.len() - INNER_HEADER {
         return Err(integrity("page inner lengths out of range"));
     }
-    let body = &inner[INNER_HEADER..INNER_HEADER + body_len];
     if inner[INNER_HEADER + body_len..].iter().any(|&b| b != 0) {
         return Err(integrity("page padding is not zero"));
     }
     match codec {
-        CODEC_STORED if body_len == content_len => Ok(Zeroizing::new(body.to_vec())),
+        CODEC_STORED if body_len == content_len => {
+            inner.copy_within(INNER_HEADER..INNER_HEADER + body_len, 0);
+            inner.truncate(body_len);
+            Ok(inner)
+        }
         CODEC_ZSTD => {
-            let mut out = Zeroizing::new(Vec::with_capacity(content_len));
+            let body = &inner[INNER_HEADER..INNER_HEADER + body_len];
+            let mut out = Vec::with_capacity(content_len);
             let n = zstd::bulk::Decompressor::new()
-                .and_then(|mut d| d.decompress_to_buffer(body, &mut *out))
+                .and_then(|mut d| d.decompress_to_buffer(body, &mut out))
                 .map_err(|_| integrity("page does not decompress within its declared size"))?;
             if n != content_len {
                 return Err(integrity("page decompressed to another length"));

@@ -247,9 +247,19 @@ fn sled_err(e: sled::Error) -> StoreError {
 }
 
 impl SledStore {
-    /// Opens (or creates) the store in `path`.
+    /// Opens (or creates) the store in `path`, with a 64 MiB page cache.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
-        let db = sled::open(path).map_err(sled_err)?;
+        Self::open_with_cache(path, 64 * 1024 * 1024)
+    }
+
+    /// Opens (or creates) the store in `path` with a cache of `cache_bytes` (sled's own
+    /// default of 1 GiB is more than an embedded vault should take).
+    pub fn open_with_cache(path: impl AsRef<Path>, cache_bytes: u64) -> Result<Self, StoreError> {
+        let db = sled::Config::new()
+            .path(path)
+            .cache_capacity(cache_bytes)
+            .open()
+            .map_err(sled_err)?;
         let tree = |name: &str| db.open_tree(name).map_err(sled_err);
         Ok(Self {
             pages: tree("pages")?,

@@ -22,7 +22,7 @@ use crate::object::{
     ObjectWriter, MAX_RECORDS, MAX_RECORD_KEY_LEN,
 };
 use crate::page::{Compression, DEFAULT_PAGE_SIZE};
-use crate::store::{Store, StoreError, Swap};
+use crate::store::{ObjectAddress, Store, StoreError, Swap};
 
 const COLLECTION_KEY: Context = Context::new(SEAL_COLLECTION_KEY);
 const LOCAL_HIGH_WATER: Context = Context::new("vault/v1/local/high-water");
@@ -328,7 +328,7 @@ pub struct Collection<'v, S: Store> {
     manifest: Manifest,
 }
 
-impl<S: Store> Collection<'_, S> {
+impl<'v, S: Store> Collection<'v, S> {
     /// The collection id.
     pub fn id(&self) -> CollectionId {
         self.id
@@ -401,6 +401,19 @@ impl<S: Store> Collection<'_, S> {
         out
     }
 
+    /// Starts a batch: several writes and deletions committed with one signed manifest
+    /// (one RSA signature instead of one per object). Nothing is visible until
+    /// [`Batch::commit`]; a batch dropped without committing removes what it wrote.
+    pub fn batch(&mut self) -> Batch<'_, 'v, S> {
+        Batch {
+            collection: self,
+            pending: BTreeMap::new(),
+            written: Vec::new(),
+            superseded: Vec::new(),
+            committed: false,
+        }
+    }
+
     /// Stores `data` under `name` (replacing a previous version).
     pub fn put(&mut self, name: &str, data: &[u8]) -> Result<(), Error> {
         self.put_reader(name, &mut &data[..], &PutOptions::default())
@@ -415,7 +428,9 @@ impl<S: Store> Collection<'_, S> {
         reader: &mut dyn Read,
         options: &PutOptions<'_>,
     ) -> Result<(), Error> {
-        self.write_object(name, reader, options, None)
+        let mut batch = self.batch();
+        batch.put_reader(name, reader, options)?;
+        batch.commit()
     }
 
     /// Stores a **record table**: many small records (key → value) packed together into
@@ -432,29 +447,9 @@ impl<S: Store> Collection<'_, S> {
         records: &BTreeMap<Vec<u8>, Vec<u8>>,
         options: &PutOptions<'_>,
     ) -> Result<(), Error> {
-        if records.len() > MAX_RECORDS as usize {
-            return Err(Error::InvalidInput("too many records"));
-        }
-        let mut index = Vec::with_capacity(records.len());
-        let mut offset = 0u64;
-        for (key, value) in records {
-            if key.len() > MAX_RECORD_KEY_LEN {
-                return Err(Error::InvalidInput("record key longer than 1024 bytes"));
-            }
-            let len = u32::try_from(value.len())
-                .map_err(|_| Error::InvalidInput("record value of 4 GiB or more"))?;
-            index.push(IndexEntry {
-                key: key.clone(),
-                offset,
-                len,
-            });
-            offset += u64::from(len);
-        }
-        let mut values = RecordValues {
-            values: records.values(),
-            current: &[],
-        };
-        self.write_object(name, &mut values, options, Some(index))
+        let mut batch = self.batch();
+        batch.put_records(name, records, options)?;
+        batch.commit()
     }
 
     /// One record of the record table `name`; reads only the pages that hold it.
@@ -467,7 +462,7 @@ impl<S: Store> Collection<'_, S> {
             return Ok(None);
         };
         let entry = &index[i];
-        Ok(Some(reader.read_range(entry.offset, entry.len)?.to_vec()))
+        Ok(Some(reader.read_range(entry.offset, entry.len)?))
     }
 
     /// Every record of the record table `name`.
@@ -486,92 +481,22 @@ impl<S: Store> Collection<'_, S> {
         Ok(out)
     }
 
-    fn write_object(
-        &mut self,
-        name: &str,
-        reader: &mut dyn Read,
-        options: &PutOptions<'_>,
-        records: Option<Vec<IndexEntry>>,
-    ) -> Result<(), Error> {
-        let existing = self.find(name).map(|(id, e)| (id, e.clone()));
-        let (object, version) = match &existing {
-            Some((id, e)) => (*id, e.version + 1),
-            None => (self.fresh_object_id(), 1),
-        };
-        let created_at = match &existing {
-            Some((id, e)) if e.live => {
-                let place = self.place(*id, e.version);
-                load_header(&self.vault.store, &self.ck, &place, &e.digest)?
-                    .meta
-                    .created_at
-            }
-            _ => now(),
-        };
-        let place = self.place(object, version);
-        let meta = ObjectMeta {
-            name: name.to_owned(),
-            size: 0,
-            created_at,
-            modified_at: now(),
-            author: self.vault.keyring.id(),
-            content_type: options.content_type.to_owned(),
-        };
-        let mut writer = ObjectWriter::new(
-            OsRng,
-            &self.vault.store,
-            &self.ck,
-            place,
-            meta,
-            options.page_size,
-            options.compression,
-        )?;
-        if let Some(index) = records {
-            writer.set_records(index);
-        }
-        std::io::copy(reader, &mut writer).map_err(io_to_vault_error)?;
-        writer.flush()?;
-        let written = writer.finish()?;
-        let entry = Entry {
-            version,
-            live: true,
-            size: written.meta.size,
-            page_count: written.page_count,
-            digest: written.digest,
-            name: name.to_owned(),
-        };
-        match self.commit(object, entry) {
-            Ok(()) => {
-                if let Some((id, e)) = existing {
-                    // The old version is no longer referenced: reclaim its pages.
-                    self.vault
-                        .store
-                        .delete_object_version(&self.place(id, e.version).address())?;
-                }
-                Ok(())
-            }
-            Err(e) => {
-                let _ = self.vault.store.delete_object_version(&place.address());
-                Err(e)
-            }
-        }
-    }
-
-    fn fresh_object_id(&self) -> ObjectId {
+    fn fresh_object_id(&self, pending: &BTreeMap<ObjectId, Entry>) -> ObjectId {
         loop {
             let id = ObjectId::generate(&mut OsRng);
-            if !self.manifest.entries.contains_key(&id) {
+            if !self.manifest.entries.contains_key(&id) && !pending.contains_key(&id) {
                 return id;
             }
         }
     }
 
-    fn commit(&mut self, object: ObjectId, entry: Entry) -> Result<(), Error> {
+    fn commit_entries(&mut self, entries: BTreeMap<ObjectId, Entry>) -> Result<(), Error> {
         let mut next = self.manifest.clone();
         next.version = self.manifest.version + 1;
         next.prev_hash = self.manifest.link_hash();
         next.writer = self.vault.keyring.id();
         next.timestamp = now();
-        next.entries.insert(object, entry);
+        next.entries.extend(entries);
         let sealed = next.seal(&mut OsRng, &self.vault.keyring, &self.ck);
         match self.vault.store.swap_manifest(
             &self.id,
@@ -624,26 +549,206 @@ impl<S: Store> Collection<'_, S> {
 
     /// Deletes `name`: a signed tombstone in the manifest, then the pages are reclaimed.
     pub fn delete(&mut self, name: &str) -> Result<(), Error> {
-        let (id, old) = self
-            .find(name)
-            .map(|(id, e)| (id, e.clone()))
-            .ok_or(Error::NotFound)?;
+        let mut batch = self.batch();
+        batch.delete(name)?;
+        batch.commit()
+    }
+}
+
+/// Writes and deletions of one collection, committed together with one signed manifest.
+pub struct Batch<'c, 'v, S: Store> {
+    collection: &'c mut Collection<'v, S>,
+    pending: BTreeMap<ObjectId, Entry>,
+    /// Object versions written by this batch (removed if it does not commit).
+    written: Vec<ObjectAddress>,
+    /// Object versions that the commit makes unreferenced (removed after it).
+    superseded: Vec<ObjectAddress>,
+    committed: bool,
+}
+
+impl<S: Store> Batch<'_, '_, S> {
+    /// The current entry of `name`: written earlier in this batch, or in the manifest.
+    fn current(&self, name: &str) -> Option<(ObjectId, Entry)> {
+        self.pending
+            .iter()
+            .find(|(_, e)| e.name == name)
+            .map(|(id, e)| (*id, e.clone()))
+            .or_else(|| self.collection.find(name).map(|(id, e)| (id, e.clone())))
+    }
+
+    fn supersede(&mut self, id: ObjectId, old: &Entry) {
+        if old.live {
+            let address = self.collection.place(id, old.version).address();
+            if self.written.contains(&address) {
+                // Written and replaced within this batch: never referenced, remove now.
+                let _ = self.collection.vault.store.delete_object_version(&address);
+                self.written.retain(|a| a != &address);
+            } else {
+                self.superseded.push(address);
+            }
+        }
+    }
+
+    /// Stores `data` under `name`.
+    pub fn put(&mut self, name: &str, data: &[u8]) -> Result<(), Error> {
+        self.put_reader(name, &mut &data[..], &PutOptions::default())
+    }
+
+    /// Streams `reader` into the object `name` (see [`Collection::put_reader`]).
+    pub fn put_reader(
+        &mut self,
+        name: &str,
+        reader: &mut dyn Read,
+        options: &PutOptions<'_>,
+    ) -> Result<(), Error> {
+        self.write(name, reader, options, None)
+    }
+
+    /// Stores a record table (see [`Collection::put_records`]).
+    pub fn put_records(
+        &mut self,
+        name: &str,
+        records: &BTreeMap<Vec<u8>, Vec<u8>>,
+        options: &PutOptions<'_>,
+    ) -> Result<(), Error> {
+        if records.len() > MAX_RECORDS as usize {
+            return Err(Error::InvalidInput("too many records"));
+        }
+        let mut index = Vec::with_capacity(records.len());
+        let mut offset = 0u64;
+        for (key, value) in records {
+            if key.len() > MAX_RECORD_KEY_LEN {
+                return Err(Error::InvalidInput("record key longer than 1024 bytes"));
+            }
+            let len = u32::try_from(value.len())
+                .map_err(|_| Error::InvalidInput("record value of 4 GiB or more"))?;
+            index.push(IndexEntry {
+                key: key.clone(),
+                offset,
+                len,
+            });
+            offset += u64::from(len);
+        }
+        let mut values = RecordValues {
+            values: records.values(),
+            current: &[],
+        };
+        self.write(name, &mut values, options, Some(index))
+    }
+
+    fn write(
+        &mut self,
+        name: &str,
+        reader: &mut dyn Read,
+        options: &PutOptions<'_>,
+        records: Option<Vec<IndexEntry>>,
+    ) -> Result<(), Error> {
+        let c = &*self.collection;
+        let existing = self.current(name);
+        let (object, version) = match &existing {
+            Some((id, e)) => (*id, e.version + 1),
+            None => (c.fresh_object_id(&self.pending), 1),
+        };
+        let created_at = match &existing {
+            Some((id, e)) if e.live => {
+                let place = c.place(*id, e.version);
+                load_header(&c.vault.store, &c.ck, &place, &e.digest)?
+                    .meta
+                    .created_at
+            }
+            _ => now(),
+        };
+        let place = c.place(object, version);
+        let meta = ObjectMeta {
+            name: name.to_owned(),
+            size: 0,
+            created_at,
+            modified_at: now(),
+            author: c.vault.keyring.id(),
+            content_type: options.content_type.to_owned(),
+        };
+        let mut writer = ObjectWriter::new(
+            OsRng,
+            &c.vault.store,
+            &c.ck,
+            place,
+            meta,
+            options.page_size,
+            options.compression,
+        )?;
+        if let Some(index) = records {
+            writer.set_records(index);
+        }
+        self.written.push(place.address());
+        std::io::copy(reader, &mut writer).map_err(io_to_vault_error)?;
+        writer.flush()?;
+        let written = writer.finish()?;
+        if let Some((id, old)) = &existing {
+            self.supersede(*id, old);
+        }
+        self.pending.insert(
+            object,
+            Entry {
+                version,
+                live: true,
+                size: written.meta.size,
+                page_count: written.page_count,
+                digest: written.digest,
+                name: name.to_owned(),
+            },
+        );
+        Ok(())
+    }
+
+    /// Deletes `name` (a signed tombstone when the batch commits).
+    pub fn delete(&mut self, name: &str) -> Result<(), Error> {
+        let (id, old) = self.current(name).ok_or(Error::NotFound)?;
         if !old.live {
             return Err(Error::NotFound);
         }
-        let tombstone = Entry {
-            version: old.version + 1,
-            live: false,
-            size: 0,
-            page_count: 0,
-            digest: [0; 32],
-            name: old.name.clone(),
-        };
-        self.commit(id, tombstone)?;
-        self.vault
-            .store
-            .delete_object_version(&self.place(id, old.version).address())?;
+        self.supersede(id, &old);
+        self.pending.insert(
+            id,
+            Entry {
+                version: old.version + 1,
+                live: false,
+                size: 0,
+                page_count: 0,
+                digest: [0; 32],
+                name: old.name.clone(),
+            },
+        );
         Ok(())
+    }
+
+    /// Commits every write and deletion of the batch with one signed manifest, then
+    /// reclaims the versions it replaced. On [`Error::Conflict`] nothing changed (the
+    /// batch's pages are removed); refresh the collection and write again.
+    pub fn commit(mut self) -> Result<(), Error> {
+        let pending = std::mem::take(&mut self.pending);
+        if pending.is_empty() {
+            self.committed = true;
+            return Ok(());
+        }
+        self.collection.commit_entries(pending)?;
+        self.committed = true;
+        for address in std::mem::take(&mut self.superseded) {
+            self.collection
+                .vault
+                .store
+                .delete_object_version(&address)?;
+        }
+        Ok(())
+    }
+}
+
+impl<S: Store> Drop for Batch<'_, '_, S> {
+    fn drop(&mut self) {
+        if !self.committed {
+            for address in &self.written {
+                let _ = self.collection.vault.store.delete_object_version(address);
+            }
+        }
     }
 }
 

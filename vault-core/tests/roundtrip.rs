@@ -227,3 +227,35 @@ fn ten_thousand_small_records_share_pages() {
         .unwrap();
     assert!(c.records("empty").unwrap().is_empty());
 }
+
+#[test]
+fn batches_commit_once_and_clean_up_when_dropped() {
+    let mut c = vault().collection("batch").unwrap();
+    c.put("keep", b"v1").unwrap();
+    let before = c.manifest().version;
+    {
+        let mut b = c.batch();
+        for i in 0..10 {
+            b.put(&format!("f{i}"), format!("file {i}").as_bytes())
+                .unwrap();
+        }
+        b.put("f3", b"rewritten in the batch").unwrap();
+        b.delete("keep").unwrap();
+        b.commit().unwrap();
+    }
+    assert_eq!(
+        c.manifest().version,
+        before + 1,
+        "one manifest for the whole batch"
+    );
+    assert_eq!(c.list().len(), 10);
+    assert_eq!(c.get("f3").unwrap(), b"rewritten in the batch");
+    assert!(matches!(c.get("keep"), Err(vault_core::Error::NotFound)));
+    // A dropped batch changes nothing.
+    {
+        let mut b = c.batch();
+        b.put("never", b"x").unwrap();
+    }
+    assert_eq!(c.manifest().version, before + 1);
+    assert!(matches!(c.get("never"), Err(vault_core::Error::NotFound)));
+}

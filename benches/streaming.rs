@@ -1,0 +1,159 @@
+//! Streaming a 1 GiB object into a sled vault and back out, measuring peak memory (goal:
+//! peak RSS ≤ 64 MiB, independent of object size) and throughput against the raw storage
+//! engine (the same bytes written to and read from a sled tree in 1 MiB values) in the
+//! same run.
+//!
+//! ```text
+//! cargo bench -p vault-benches --bench streaming            # 1 GiB
+//! VAULT_STREAM_MIB=256 cargo bench -p vault-benches --bench streaming
+//! ```
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::hash::Hasher;
+use std::io::{self, Read};
+use std::time::Instant;
+
+use rand_chacha::rand_core::{RngCore, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+use vault_core::{Compression, LocalState, PutOptions, SledStore, Vault};
+use vault_keyring::{Keyring, KeyringOptions};
+
+const MIB: u64 = 1024 * 1024;
+
+/// Peak resident set size of this process so far (VmHWM), in MiB.
+fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+/// An endless pseudo-random source that never holds more than its small buffer.
+struct Source {
+    rng: ChaCha20Rng,
+    left: u64,
+}
+
+impl Read for Source {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = buf.len().min(self.left as usize).min(64 * 1024);
+        self.rng.fill_bytes(&mut buf[..n]);
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
+/// A cheap running checksum to compare what went in with what came out.
+struct Sum(std::collections::hash_map::DefaultHasher, u64);
+
+impl io::Write for Sum {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(buf);
+        self.1 += buf.len() as u64;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; `cargo test --benches` would pass nothing useful.
+    let mib: u64 = std::env::var("VAULT_STREAM_MIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1024);
+    let size = mib * MIB;
+    let dir = tempfile::tempdir().unwrap();
+    let baseline = peak_rss_mib();
+
+    let mut expected = Sum(Default::default(), 0);
+    io::copy(
+        &mut Source {
+            rng: ChaCha20Rng::seed_from_u64(1),
+            left: size,
+        },
+        &mut expected,
+    )
+    .unwrap();
+
+    let keyring =
+        Keyring::generate(&mut ChaCha20Rng::from_seed([9; 32]), &KeyringOptions::new()).unwrap();
+    let vault = Vault::open(
+        SledStore::open_with_cache(dir.path().join("vault"), 16 * MIB).unwrap(),
+        keyring,
+        LocalState::in_memory(),
+    );
+    let mut c = vault.collection("stream").unwrap();
+    let opts = PutOptions {
+        compression: Compression::None,
+        ..PutOptions::default()
+    };
+    let start = Instant::now();
+    c.put_reader(
+        "big",
+        &mut Source {
+            rng: ChaCha20Rng::seed_from_u64(1),
+            left: size,
+        },
+        &opts,
+    )
+    .unwrap();
+    let put = start.elapsed();
+    let after_put = peak_rss_mib();
+    let start = Instant::now();
+    let mut got = Sum(Default::default(), 0);
+    io::copy(&mut c.open("big").unwrap(), &mut got).unwrap();
+    let get = start.elapsed();
+    assert_eq!((got.0.finish(), got.1), (expected.0.finish(), expected.1));
+    let after_get = peak_rss_mib();
+    drop(c);
+    drop(vault);
+
+    // Reference: the raw storage engine, same bytes in 1 MiB values.
+    let raw = sled::Config::new()
+        .path(dir.path().join("raw"))
+        .cache_capacity(16 * MIB)
+        .open()
+        .unwrap();
+    let mut src = Source {
+        rng: ChaCha20Rng::seed_from_u64(1),
+        left: size,
+    };
+    let mut chunk = vec![0u8; MIB as usize];
+    let start = Instant::now();
+    for i in 0..mib {
+        src.read_exact(&mut chunk).unwrap();
+        raw.insert(i.to_be_bytes(), chunk.as_slice()).unwrap();
+    }
+    raw.flush().unwrap();
+    let raw_put = start.elapsed();
+    let start = Instant::now();
+    let mut raw_sum = Sum(Default::default(), 0);
+    for i in 0..mib {
+        io::Write::write_all(&mut raw_sum, &raw.get(i.to_be_bytes()).unwrap().unwrap()).unwrap();
+    }
+    let raw_get = start.elapsed();
+    assert_eq!(raw_sum.1, size);
+
+    let rate = |d: std::time::Duration| size as f64 / d.as_secs_f64() / 1e6;
+    println!(
+        "STREAM {mib} MiB object: put {:.0} MB/s, get {:.0} MB/s; peak RSS {:.1} MiB after put, {:.1} MiB after get (baseline {:.1} MiB); goal <= 64 MiB: {}",
+        rate(put),
+        rate(get),
+        after_put,
+        after_get,
+        baseline,
+        if after_get <= 64.0 { "met" } else { "NOT met" }
+    );
+    println!(
+        "RATIO streaming vs raw sled (1 MiB values): put {:.2}x ({:.0} MB/s), get {:.2}x ({:.0} MB/s)",
+        rate(put) / rate(raw_put),
+        rate(raw_put),
+        rate(get) / rate(raw_get),
+        rate(raw_get)
+    );
+}
