@@ -445,6 +445,8 @@ pub struct ObjectReader<'a> {
     next: u32,
     page: Vec<u8>,
     offset: usize,
+    /// The last page `read_range` opened, kept for the next record lookup.
+    cached: Option<(u32, Vec<u8>)>,
 }
 
 impl<'a> ObjectReader<'a> {
@@ -456,6 +458,7 @@ impl<'a> ObjectReader<'a> {
             next: 0,
             page: Vec::new(),
             offset: 0,
+            cached: None,
         }
     }
 
@@ -505,7 +508,7 @@ impl<'a> ObjectReader<'a> {
     }
 
     /// Reads `len` bytes at `offset`, opening only the pages that hold them.
-    pub(crate) fn read_range(&self, offset: u64, len: u32) -> Result<Vec<u8>, Error> {
+    pub(crate) fn read_range(&mut self, offset: u64, len: u32) -> Result<Vec<u8>, Error> {
         let end = offset
             .checked_add(u64::from(len))
             .filter(|end| *end <= self.header.meta.size)
@@ -516,7 +519,13 @@ impl<'a> ObjectReader<'a> {
         }
         let page_size = u64::from(self.header.page_size);
         for index in offset / page_size..=(end - 1) / page_size {
-            let page = self.load_page(index as u32)?;
+            let index32 = index as u32;
+            if self.cached.as_ref().map(|(i, _)| *i) != Some(index32) {
+                self.cached = Some((index32, self.load_page(index32)?));
+            }
+            let Some((_, page)) = &self.cached else {
+                unreachable!("the page was just cached")
+            };
             let start = index * page_size;
             let from = offset.max(start) - start;
             let to = end.min(start + page_size) - start;

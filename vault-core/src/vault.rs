@@ -118,6 +118,16 @@ pub struct PutOptions<'a> {
     pub content_type: &'a str,
 }
 
+impl PutOptions<'_> {
+    /// Options for record tables: 64 KiB pages, so a lookup opens 64 KiB, not 1 MiB.
+    pub fn records() -> Self {
+        Self {
+            page_size: 64 * 1024,
+            ..Self::default()
+        }
+    }
+}
+
 impl Default for PutOptions<'_> {
     fn default() -> Self {
         Self {
@@ -452,17 +462,19 @@ impl<'v, S: Store> Collection<'v, S> {
         batch.commit()
     }
 
-    /// One record of the record table `name`; reads only the pages that hold it.
+    /// One record of the record table `name`; reads only the pages that hold it. For many
+    /// lookups, [`Collection::open_records`] keeps the index and the last page open.
     pub fn get_record(&self, name: &str, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
+        self.open_records(name)?.get(key)
+    }
+
+    /// Opens the record table `name` for lookups: the index is read and verified once.
+    pub fn open_records(&self, name: &str) -> Result<RecordTable<'_>, Error> {
         let reader = self.open(name)?;
-        let index = reader
-            .records()
-            .ok_or(Error::InvalidInput("the object is not a record table"))?;
-        let Ok(i) = index.binary_search_by(|e| e.key.as_slice().cmp(key)) else {
-            return Ok(None);
-        };
-        let entry = &index[i];
-        Ok(Some(reader.read_range(entry.offset, entry.len)?))
+        if reader.records().is_none() {
+            return Err(Error::InvalidInput("the object is not a record table"));
+        }
+        Ok(RecordTable { reader })
     }
 
     /// Every record of the record table `name`.
@@ -749,6 +761,41 @@ impl<S: Store> Drop for Batch<'_, '_, S> {
                 let _ = self.collection.vault.store.delete_object_version(address);
             }
         }
+    }
+}
+
+/// An open record table: its verified index, and the last page read.
+pub struct RecordTable<'a> {
+    reader: ObjectReader<'a>,
+}
+
+impl RecordTable<'_> {
+    fn index(&self) -> &[IndexEntry] {
+        self.reader.records().unwrap_or(&[])
+    }
+
+    /// Number of records.
+    pub fn len(&self) -> usize {
+        self.index().len()
+    }
+
+    /// Whether the table is empty.
+    pub fn is_empty(&self) -> bool {
+        self.index().is_empty()
+    }
+
+    /// The keys, in order.
+    pub fn keys(&self) -> impl Iterator<Item = &[u8]> {
+        self.index().iter().map(|e| e.key.as_slice())
+    }
+
+    /// The value of `key`, verifying the page(s) that hold it.
+    pub fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
+        let Ok(i) = self.index().binary_search_by(|e| e.key.as_slice().cmp(key)) else {
+            return Ok(None);
+        };
+        let (offset, len) = (self.index()[i].offset, self.index()[i].len);
+        Ok(Some(self.reader.read_range(offset, len)?))
     }
 }
 
