@@ -272,12 +272,13 @@ fn ratios() {
     );
     let mut c = v.collection("records").unwrap();
     let start = Instant::now();
-    c.put_records("table", &records, &PutOptions::default())
+    c.put_records("table", &records, &PutOptions::records())
         .unwrap();
     let put = start.elapsed();
     let start = Instant::now();
+    let mut table = c.open_records("table").unwrap();
     for k in records.keys() {
-        black_box(c.get_record("table", k).unwrap());
+        black_box(table.get(k).unwrap());
     }
     let get_each = start.elapsed();
     let start = Instant::now();

@@ -134,11 +134,16 @@ fn page_keys(key: &DataKey, index: u32) -> PageKeys {
     k
 }
 
-fn tag(keys: &PageKeys, position: &PagePosition, ciphertext: &[u8]) -> [u8; TAG_LEN] {
+fn tag_start(keys: &PageKeys, position: &PagePosition, ciphertext_len: usize) -> Hmac<Sha256> {
     let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&keys.mac)
         .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
     mac.update(&position.encode());
-    mac.update(&(ciphertext.len() as u32).to_be_bytes());
+    mac.update(&(ciphertext_len as u32).to_be_bytes());
+    mac
+}
+
+fn tag(keys: &PageKeys, position: &PagePosition, ciphertext: &[u8]) -> [u8; TAG_LEN] {
+    let mut mac = tag_start(keys, position, ciphertext.len());
     mac.update(ciphertext);
     mac.finalize().into_bytes().into()
 }
@@ -200,8 +205,15 @@ pub fn seal_page(
     out.extend_from_slice(body);
     out.resize(2 + padded, 0);
     let keys = page_keys(key, position.index);
-    Aes256Ctr::new(&keys.enc.into(), &keys.iv.into()).apply_keystream(&mut out[2..]);
-    let t = tag(&keys, position, &out[2..]);
+    // Encrypt and MAC in 32 KiB steps, so each chunk is MACed while it is still in the L1/L2
+    // cache (one pass over memory instead of two). Same bytes as encrypting, then MACing.
+    let mut cipher = Aes256Ctr::new(&keys.enc.into(), &keys.iv.into());
+    let mut mac = tag_start(&keys, position, out.len() - 2);
+    for chunk in out[2..].chunks_mut(32 * 1024) {
+        cipher.apply_keystream(chunk);
+        mac.update(chunk);
+    }
+    let t: [u8; TAG_LEN] = mac.finalize().into_bytes().into();
     out.extend_from_slice(&t);
     Ok(out)
 }
