@@ -63,6 +63,39 @@ pub mod internal {
             .map(|(m, _)| m.entries.len())
     }
 
+    /// Signs and seals a manifest (vectors and tests; the vault does this on commit).
+    pub fn seal_manifest(
+        rng: &mut impl rand_core::CryptoRngCore,
+        manifest: &crate::Manifest,
+        writer: &vault_keyring::Keyring,
+        collection_key: &vault_keyring::SymmetricKey,
+    ) -> Vec<u8> {
+        manifest.seal(rng, writer, collection_key)
+    }
+
+    /// Opens and verifies a stored manifest expected at (`vault`, `collection`, `version`),
+    /// signed by `writer`.
+    pub fn open_manifest(
+        sealed: &[u8],
+        vault: &crate::VaultId,
+        collection: &crate::CollectionId,
+        version: u64,
+        collection_key: &vault_keyring::SymmetricKey,
+        writer: &vault_keyring::IdentityBundle,
+    ) -> Result<crate::Manifest, crate::Error> {
+        crate::manifest::Manifest::open(sealed, vault, collection, version, collection_key, &|id| {
+            (*id == writer.keyring_id()).then(|| writer.clone())
+        })
+    }
+
+    /// The successor rule of docs/spec/pages.md §6: may `next` follow `previous`?
+    pub fn check_successor(
+        next: &crate::Manifest,
+        previous: &crate::Manifest,
+    ) -> Result<(), crate::Error> {
+        next.check_successor(previous)
+    }
+
     /// Decodes an object header's plaintext (including a record index) without opening
     /// anything; `Some(page count)` if it is well formed. For the fuzz targets.
     pub fn decode_object_header(plain: &[u8]) -> Option<usize> {
