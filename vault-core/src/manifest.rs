@@ -214,6 +214,7 @@ impl Manifest {
             return Err("too many manifest entries");
         }
         let mut entries = BTreeMap::new();
+        let mut names = std::collections::BTreeSet::new();
         let mut last: Option<ObjectId> = None;
         for _ in 0..count {
             let id = ObjectId::from_bytes(r.array()?);
@@ -233,6 +234,9 @@ impl Manifest {
             let name = r.string16()?;
             if name.len() > MAX_NAME_LEN {
                 return Err("entry name too long");
+            }
+            if !names.insert(name.clone()) {
+                return Err("two entries with the same name");
             }
             entries.insert(
                 id,

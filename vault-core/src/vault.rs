@@ -284,6 +284,7 @@ impl<S: Store> Vault<S> {
             id,
             ck,
             manifest: Manifest::first(self.id, id, self.keyring.id(), name.to_owned()),
+            names: BTreeMap::new(),
         };
         c.refresh()?;
         if c.manifest.name != name {
@@ -336,6 +337,8 @@ pub struct Collection<'v, S: Store> {
     id: CollectionId,
     ck: SymmetricKey,
     manifest: Manifest,
+    /// Name → object id of the manifest's entries (names are unique in a collection).
+    names: BTreeMap<String, ObjectId>,
 }
 
 impl<'v, S: Store> Collection<'v, S> {
@@ -371,7 +374,7 @@ impl<'v, S: Store> Collection<'v, S> {
         if remembered.as_ref().map(|m| m.version) != Some(manifest.version) {
             v.remember(&self.id, version, &sealed)?;
         }
-        self.manifest = manifest;
+        self.set_manifest(manifest);
         Ok(())
     }
 
@@ -386,11 +389,17 @@ impl<'v, S: Store> Collection<'v, S> {
     }
 
     fn find(&self, name: &str) -> Option<(ObjectId, &Entry)> {
-        self.manifest
+        let id = self.names.get(name)?;
+        self.manifest.entries.get(id).map(|e| (*id, e))
+    }
+
+    fn set_manifest(&mut self, manifest: Manifest) {
+        self.names = manifest
             .entries
             .iter()
-            .find(|(_, e)| e.name == name)
-            .map(|(id, e)| (*id, e))
+            .map(|(id, e)| (e.name.clone(), *id))
+            .collect();
+        self.manifest = manifest;
     }
 
     /// The live objects, sorted by name.
@@ -418,6 +427,7 @@ impl<'v, S: Store> Collection<'v, S> {
         Batch {
             collection: self,
             pending: BTreeMap::new(),
+            pending_names: BTreeMap::new(),
             written: Vec::new(),
             superseded: Vec::new(),
             committed: false,
@@ -518,7 +528,7 @@ impl<'v, S: Store> Collection<'v, S> {
         )? {
             Swap::Done => {
                 self.vault.remember(&self.id, next.version, &sealed)?;
-                self.manifest = next;
+                self.set_manifest(next);
                 Ok(())
             }
             Swap::Conflict { .. } => Err(Error::Conflict),
@@ -571,6 +581,7 @@ impl<'v, S: Store> Collection<'v, S> {
 pub struct Batch<'c, 'v, S: Store> {
     collection: &'c mut Collection<'v, S>,
     pending: BTreeMap<ObjectId, Entry>,
+    pending_names: BTreeMap<String, ObjectId>,
     /// Object versions written by this batch (removed if it does not commit).
     written: Vec<ObjectAddress>,
     /// Object versions that the commit makes unreferenced (removed after it).
@@ -581,10 +592,9 @@ pub struct Batch<'c, 'v, S: Store> {
 impl<S: Store> Batch<'_, '_, S> {
     /// The current entry of `name`: written earlier in this batch, or in the manifest.
     fn current(&self, name: &str) -> Option<(ObjectId, Entry)> {
-        self.pending
-            .iter()
-            .find(|(_, e)| e.name == name)
-            .map(|(id, e)| (*id, e.clone()))
+        self.pending_names
+            .get(name)
+            .and_then(|id| self.pending.get(id).map(|e| (*id, e.clone())))
             .or_else(|| self.collection.find(name).map(|(id, e)| (id, e.clone())))
     }
 
@@ -698,6 +708,7 @@ impl<S: Store> Batch<'_, '_, S> {
         if let Some((id, old)) = &existing {
             self.supersede(*id, old);
         }
+        self.pending_names.insert(name.to_owned(), object);
         self.pending.insert(
             object,
             Entry {
@@ -719,6 +730,7 @@ impl<S: Store> Batch<'_, '_, S> {
             return Err(Error::NotFound);
         }
         self.supersede(id, &old);
+        self.pending_names.insert(old.name.clone(), id);
         self.pending.insert(
             id,
             Entry {
