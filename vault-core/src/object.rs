@@ -375,13 +375,21 @@ impl<'a, R: CryptoRngCore> ObjectWriter<'a, R> {
     }
 
     fn emit(&mut self, last: bool) -> Result<(), Error> {
+        let buffer = std::mem::take(&mut self.buffer);
+        let result = self.emit_page(&buffer, last);
+        self.buffer = buffer;
+        self.buffer.clear();
+        result
+    }
+
+    fn emit_page(&mut self, content: &[u8], last: bool) -> Result<(), Error> {
         let index = u32::try_from(self.tags.len())
             .map_err(|_| Error::InvalidInput("object has too many pages"))?;
         let (position, address) = self.place.page(index, last);
         let page = seal_page(
             &self.key,
             &position,
-            &self.buffer,
+            content,
             self.page_size,
             self.compression,
         )?;
@@ -389,7 +397,6 @@ impl<'a, R: CryptoRngCore> ObjectWriter<'a, R> {
         tag.copy_from_slice(&page[page.len() - TAG_LEN..]);
         self.store.put_page(&address, &page)?;
         self.tags.push(tag);
-        self.buffer.clear();
         Ok(())
     }
 
@@ -421,6 +428,16 @@ impl<R: CryptoRngCore> Write for ObjectWriter<'_, R> {
             if self.buffer.len() == self.page_size as usize {
                 // More data follows, so the buffered page is not the last one.
                 self.emit(false).map_err(io::Error::other)?;
+            }
+            let page = self.page_size as usize;
+            if self.buffer.is_empty() && data.len() > page {
+                // A whole page that is certainly not the last: seal it from the caller's
+                // buffer without copying it into ours.
+                self.emit_page(&data[..page], false)
+                    .map_err(io::Error::other)?;
+                self.size += page as u64;
+                data = &data[page..];
+                continue;
             }
             let room = self.page_size as usize - self.buffer.len();
             let take = room.min(data.len());
