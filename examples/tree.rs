@@ -9,7 +9,7 @@
 //! `store` creates a keyring sealed under the password `$VAULT_PASSWORD` (default
 //! "benchmark password") at 600,000 PBKDF2 iterations (`OUT/keyring`), and a sled vault
 //! (`OUT/store`, `OUT/state`). Files are spread over two collections written by two threads,
-//! committed in batches (one signed manifest per 512 files or 256 MiB). `restore` unlocks the
+//! committed in batches (one signed manifest per 8,192 files or 256 MiB). `restore` unlocks the
 //! keyring with the password and writes every file back under DEST, two threads.
 
 use std::fs::File;
@@ -23,7 +23,7 @@ use vault_keyring::{
 };
 
 const THREADS: usize = 2;
-const BATCH_FILES: usize = 512;
+const BATCH_FILES: usize = 8192;
 const BATCH_BYTES: u64 = 256 * 1024 * 1024;
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
