@@ -9,9 +9,12 @@
 //! `store` creates a keyring sealed under the password `$VAULT_PASSWORD` (default
 //! "benchmark password") at 600,000 PBKDF2 iterations (`OUT/keyring`), and a sled vault
 //! (`OUT/store`, `OUT/state`). Files are spread over two collections written by two threads,
-//! committed in batches (one signed manifest per 8,192 files or 256 MiB). `restore` unlocks the
-//! keyring with the password and writes every file back under DEST, two threads.
+//! committed in batches (one signed manifest per 8,192 files or 256 MiB); files under 256 KiB
+//! are packed together into record tables of about 16 MiB, so small files share compressed
+//! pages. `restore` unlocks the keyring with the password and writes every file back under
+//! DEST, two threads.
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -67,28 +70,30 @@ fn store(out: &Path, sources: &[PathBuf]) -> Result<()> {
     for s in sources {
         walk(s, &mut files)?;
     }
+    let sized: Vec<(PathBuf, u64)> = files
+        .into_iter()
+        .map(|f| {
+            let len = f.metadata()?.len();
+            Ok((f, len))
+        })
+        .collect::<io::Result<_>>()?;
+    // Contiguous shares of about equal bytes, so neighbouring (similar) files share packs.
+    let total: u64 = sized.iter().map(|(_, len)| len).sum();
+    let mut shares: Vec<Vec<(PathBuf, u64)>> = vec![Vec::new(); THREADS];
+    let mut acc = 0u64;
+    for item in sized {
+        let t = ((acc * THREADS as u64) / total.max(1)).min(THREADS as u64 - 1) as usize;
+        acc += item.1;
+        shares[t].push(item);
+    }
     let vault = open_vault(out, keyring)?;
     std::thread::scope(|scope| -> Result<()> {
-        let handles: Vec<_> = (0..THREADS)
-            .map(|t| {
-                let (vault, files) = (&vault, &files);
-                scope.spawn(move || -> Result<()> {
-                    let mut c = vault.collection(&format!("tree-{t}"))?;
-                    let mut batch = c.batch();
-                    let (mut n, mut bytes) = (0usize, 0u64);
-                    for f in files.iter().skip(t).step_by(THREADS) {
-                        let name = f.to_string_lossy();
-                        bytes += batch_put(&mut batch, &name, f)?;
-                        n += 1;
-                        if n == BATCH_FILES || bytes >= BATCH_BYTES {
-                            batch.commit()?;
-                            batch = c.batch();
-                            (n, bytes) = (0, 0);
-                        }
-                    }
-                    batch.commit()?;
-                    Ok(())
-                })
+        let handles: Vec<_> = shares
+            .iter()
+            .enumerate()
+            .map(|(t, share)| {
+                let vault = &vault;
+                scope.spawn(move || write_share(vault, t, share))
             })
             .collect();
         for h in handles {
@@ -101,14 +106,71 @@ fn store(out: &Path, sources: &[PathBuf]) -> Result<()> {
     Ok(())
 }
 
-fn batch_put(
-    batch: &mut vault_core::Batch<'_, '_, SledStore>,
-    name: &str,
-    f: &Path,
-) -> Result<u64> {
-    let len = f.metadata()?.len();
-    batch.put_reader(name, &mut File::open(f)?, &PutOptions::default())?;
-    Ok(len)
+/// Files below this size are packed together into record tables ("p/…"): the vault
+/// combines and compresses them in shared pages. Larger files are objects of their own
+/// ("f/…"), streamed page by page. All files of one tree are one origin, so compressing
+/// them together is within the policy of docs/spec/pages.md §8.
+const SMALL_FILE: u64 = 256 * 1024;
+const PACK_BYTES: u64 = 16 * 1024 * 1024;
+
+fn write_share(vault: &Vault<SledStore>, t: usize, share: &[(PathBuf, u64)]) -> Result<()> {
+    let mut c = vault.collection(&format!("tree-{t}"))?;
+    let mut batch = c.batch();
+    let (mut n, mut bytes) = (0usize, 0u64);
+    let mut pack: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+    let (mut pack_bytes, mut packs) = (0u64, 0usize);
+    for (f, len) in share {
+        let name = f.to_string_lossy();
+        if *len < SMALL_FILE {
+            pack.insert(name.as_bytes().to_vec(), std::fs::read(f)?);
+            pack_bytes += len;
+            if pack_bytes >= PACK_BYTES {
+                batch.put_records(&format!("p/{packs}"), &pack, &PutOptions::default())?;
+                (pack, pack_bytes, packs) = (BTreeMap::new(), 0, packs + 1);
+            }
+        } else {
+            batch.put_reader(
+                &format!("f/{name}"),
+                &mut File::open(f)?,
+                &PutOptions::default(),
+            )?;
+        }
+        bytes += len;
+        n += 1;
+        if n >= BATCH_FILES || bytes >= BATCH_BYTES {
+            batch.commit()?;
+            batch = c.batch();
+            (n, bytes) = (0, 0);
+        }
+    }
+    if !pack.is_empty() {
+        batch.put_records(&format!("p/{packs}"), &pack, &PutOptions::default())?;
+    }
+    batch.commit()?;
+    Ok(())
+}
+
+fn safe_relative(name: &str) -> Result<&Path> {
+    let rel = Path::new(name);
+    if rel.is_absolute()
+        || rel.components().any(|c| {
+            !matches!(
+                c,
+                std::path::Component::Normal(_) | std::path::Component::CurDir
+            )
+        })
+    {
+        return Err(format!("refusing to restore outside DEST: {name}").into());
+    }
+    Ok(rel)
+}
+
+fn create(dest: &Path, name: &str) -> Result<File> {
+    let path = dest.join(safe_relative(name)?);
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    Ok(File::create(&path)?)
 }
 
 fn restore(out: &Path, dest: &Path) -> Result<()> {
@@ -122,23 +184,17 @@ fn restore(out: &Path, dest: &Path) -> Result<()> {
                 scope.spawn(move || -> Result<()> {
                     let c = vault.collection(&format!("tree-{t}"))?;
                     for item in c.list() {
-                        let rel = Path::new(&item.name);
-                        if rel.is_absolute()
-                            || rel
-                                .components()
-                                .any(|c| matches!(c, std::path::Component::ParentDir))
-                        {
-                            return Err(
-                                format!("refusing to restore outside DEST: {}", item.name).into()
-                            );
+                        if let Some(name) = item.name.strip_prefix("f/") {
+                            let mut file = create(dest, name)?;
+                            io::copy(&mut c.open(&item.name)?, &mut file)?;
+                            file.flush()?;
+                        } else if item.name.starts_with("p/") {
+                            for (name, data) in c.records(&item.name)? {
+                                let name = String::from_utf8(name)
+                                    .map_err(|_| "a packed file name is not UTF-8")?;
+                                create(dest, &name)?.write_all(&data)?;
+                            }
                         }
-                        let path = dest.join(rel);
-                        if let Some(parent) = path.parent() {
-                            std::fs::create_dir_all(parent)?;
-                        }
-                        let mut file = File::create(&path)?;
-                        io::copy(&mut c.open(&item.name)?, &mut file)?;
-                        file.flush()?;
                     }
                     Ok(())
                 })
