@@ -14,7 +14,8 @@ fn original() -> &'static Vec<u8> {
     static BUNDLE: OnceLock<Vec<u8>> = OnceLock::new();
     BUNDLE.get_or_init(|| {
         let mut rng = ChaCha20Rng::from_seed([4; 32]);
-        let keyring = Keyring::generate(&mut rng, &KeyringOptions::new()).expect("keyring");
+        let keyring = Keyring::generate(&mut rng, &KeyringOptions::new().with_created_at(0))
+            .expect("keyring");
         keyring.identity_bundle(&mut rng).to_bytes()
     })
 }

@@ -24,7 +24,8 @@ fn original() -> &'static Vec<u8> {
             &insecure_test_policy(16),
         )
         .expect("test keys");
-        let keyring = Keyring::generate(&mut rng, &KeyringOptions::new()).expect("keyring");
+        let keyring = Keyring::generate(&mut rng, &KeyringOptions::new().with_created_at(0))
+            .expect("keyring");
         SealedKeyring::seal(&mut rng, &keyring, &keys).0.to_bytes()
     })
 }
