@@ -19,8 +19,8 @@ use std::time::Instant;
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use vault_core::{
-    CollectionId, Compression, LocalState, ObjectAddress, PageAddress, PutOptions, SledStore,
-    Store, StoreError, Swap, Vault,
+    CollectionId, Compression, LocalState, ObjectAddress, PageAddress, PutOptions, RecordKind,
+    SledStore, Store, StoreError, Swap, Vault,
 };
 use vault_keyring::{Keyring, KeyringOptions};
 
@@ -125,6 +125,18 @@ impl Store for FileStore {
     }
     fn list_collections(&self) -> Result<Vec<CollectionId>, StoreError> {
         self.small.list_collections()
+    }
+    fn put_record(&self, k: RecordKind, key: &[u8], v: &[u8]) -> Result<(), StoreError> {
+        self.small.put_record(k, key, v)
+    }
+    fn insert_record(&self, k: RecordKind, key: &[u8], v: &[u8]) -> Result<bool, StoreError> {
+        self.small.insert_record(k, key, v)
+    }
+    fn get_record(&self, k: RecordKind, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.small.get_record(k, key)
+    }
+    fn list_records(&self, k: RecordKind, prefix: &[u8]) -> Result<Vec<Vec<u8>>, StoreError> {
+        self.small.list_records(k, prefix)
     }
 }
 

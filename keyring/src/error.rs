@@ -26,6 +26,9 @@ pub enum Error {
     /// Generating an RSA key pair failed (the operating system's random source failed).
     #[error("key generation failed")]
     KeyGeneration,
+    /// The caller passed a value outside the documented bounds (nothing was processed).
+    #[error("invalid input: {0}")]
+    InvalidInput(&'static str),
 }
 
 /// Why a typed recovery code was refused. These are checked before any key derivation,

@@ -199,6 +199,16 @@ pub(crate) struct PublicParts<'a> {
     pub rsa_exchange: Option<&'a RsaPublicKey>,
 }
 
+/// The fingerprint of the bundle that `parts` would make (the fingerprint does not depend on
+/// the randomized signature).
+pub(crate) fn fingerprint_of(parts: &PublicParts<'_>) -> Fingerprint {
+    let digest = Sha256::new()
+        .chain_update(HASH_FINGERPRINT)
+        .chain_update(encode_tbs(parts))
+        .finalize();
+    Fingerprint(digest.into())
+}
+
 fn encode_tbs(parts: &PublicParts<'_>) -> Vec<u8> {
     let mut tbs = Vec::with_capacity(1024);
     tbs.extend_from_slice(MAGIC);

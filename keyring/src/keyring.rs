@@ -29,8 +29,8 @@ use zeroize::Zeroizing;
 
 use crate::error::{auth_failed, Error};
 use crate::identity::{
-    self, decode_rsa_private, encode_rsa_private, ExchangePublicKey, IdentityBundle, KeyringId,
-    PublicParts, RSA_EXCHANGE_KEY_BITS, SIGNING_KEY_BITS,
+    self, decode_rsa_private, encode_rsa_private, ExchangePublicKey, Fingerprint, IdentityBundle,
+    KeyringId, PublicParts, RSA_EXCHANGE_KEY_BITS, SIGNING_KEY_BITS,
 };
 use crate::kdf::{KdfParams, KdfPolicy, PasswordKeys, SALT_LEN};
 use crate::keys::{HKDF_RECOVERY, SEAL_KEYRING_BODY, SEAL_PASSWORD_WRAP, SEAL_RECOVERY_WRAP};
@@ -201,15 +201,23 @@ impl Keyring {
     /// This keyring's identity bundle (public keys, self-signed). The public keys are
     /// derived from the private keys held here, never read from anywhere else (THREATS C2).
     pub fn identity_bundle(&self, rng: &mut impl CryptoRngCore) -> IdentityBundle {
-        let parts = PublicParts {
+        IdentityBundle::sign(rng, &self.public_parts(), &self.signing)
+    }
+
+    /// The fingerprint of this keyring's identity bundle (computed without signing).
+    pub fn fingerprint(&self) -> Fingerprint {
+        identity::fingerprint_of(&self.public_parts())
+    }
+
+    fn public_parts(&self) -> PublicParts<'_> {
+        PublicParts {
             id: self.id,
             generation: self.generation,
             created_at: self.created_at,
             signing: &self.signing_public,
             exchange: self.exchange_public_key(),
             rsa_exchange: self.rsa_exchange.as_ref().map(|(_, p)| p),
-        };
-        IdentityBundle::sign(rng, &parts, &self.signing)
+        }
     }
 
     fn encode_body(&self) -> Zeroizing<Vec<u8>> {

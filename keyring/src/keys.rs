@@ -25,3 +25,10 @@ pub(crate) const SIG_IDENTITY: &[u8] = b"vault/v1/identity-bundle\0";
 pub(crate) const HASH_FINGERPRINT: &[u8] = b"vault/v1/fingerprint\0";
 /// Hash context: recovery-code checksum.
 pub(crate) const HASH_RECOVERY_CHECK: &[u8] = b"vault/v1/recovery-code-check\0";
+
+/// Signature context: an envelope, signed by its granter (docs/spec/handover.md §2).
+pub(crate) const SIG_ENVELOPE: &[u8] = b"vault/v1/envelope-signature\0";
+/// HPKE `info` of an envelope (docs/spec/handover.md §2).
+pub(crate) const HPKE_INFO_ENVELOPE: &[u8] = b"vault/v1/envelope";
+/// Seal context of an envelope payload on the RSA-OAEP path, under the OAEP-wrapped key.
+pub(crate) const SEAL_ENVELOPE_PAYLOAD: &str = "vault/v1/envelope/rsa-oaep-payload";

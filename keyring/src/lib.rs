@@ -36,7 +36,9 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod envelope;
 mod error;
+pub mod exchange;
 mod identity;
 mod kdf;
 mod keyring;

@@ -23,6 +23,35 @@ pub enum Error {
     /// compare-and-swap failed). Re-open the collection and retry.
     #[error("the collection was changed by another writer")]
     Conflict,
+    /// The identity bundle offered for a user is not the one this device pinned: their key
+    /// changed, or someone (the server) substitutes a key (THREATS C2, C3). Nothing was
+    /// handed to it. Show both fingerprints (or the safety numbers) to the user; only
+    /// [`crate::Vault::accept_key_change`] clears it.
+    #[error("the identity key of {id} changed (pinned {pinned}, offered {offered}): compare fingerprints before accepting")]
+    KeyChanged {
+        /// Whose key.
+        id: vault_keyring::KeyringId,
+        /// The fingerprint pinned on this device.
+        pinned: vault_keyring::Fingerprint,
+        /// The fingerprint of the bundle offered now.
+        offered: vault_keyring::Fingerprint,
+    },
+    /// No identity is pinned on this device for this keyring id: fetch it
+    /// ([`crate::Vault::fetch_identity`]) and compare its fingerprint first.
+    #[error("no pinned identity for {0}")]
+    UnknownIdentity(vault_keyring::KeyringId),
+    /// This vault holds no key that opens the collection or group: it was never shared with
+    /// this user, access was removed, or the store withholds the envelope.
+    #[error("no key for this collection or group: not shared with this user")]
+    NoAccess,
+    /// A group this collection is shared with removed a member, and only the collection's
+    /// owner can rotate its key; until the owner has, writes are refused so that the removed
+    /// member cannot read them (THREATS C18).
+    #[error("the collection key must be rotated by its owner before new writes")]
+    RotationPending,
+    /// The operation needs a group admin.
+    #[error("only a group admin can change the group")]
+    NotAdmin,
     /// The caller passed an argument outside what the format allows.
     #[error("invalid input: {0}")]
     InvalidInput(&'static str),

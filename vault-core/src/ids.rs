@@ -76,3 +76,8 @@ id_type!(
     /// An object: a file or a record pack, stored as a sealed header and sealed pages.
     ObjectId
 );
+id_type!(
+    /// A security group: members listed in a signed, hash-chained roster, sharing one
+    /// exchange key per epoch (docs/spec/groups.md).
+    GroupId
+);

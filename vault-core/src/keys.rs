@@ -18,6 +18,10 @@ pub(crate) const SIG_MANIFEST: &[u8] = b"vault/v1/manifest-signature\0";
 pub(crate) const HASH_MANIFEST: &[u8] = b"vault/v1/manifest-hash\0";
 /// Hash domain of an object digest (sealed header and page tags).
 pub(crate) const HASH_OBJECT: &[u8] = b"vault/v1/object-digest\0";
+/// Signature domain of group rosters (docs/spec/groups.md §1).
+pub(crate) const SIG_ROSTER: &[u8] = b"vault/v1/roster-signature\0";
+/// Hash domain of the group roster chain (docs/spec/groups.md §1).
+pub(crate) const HASH_ROSTER: &[u8] = b"vault/v1/roster-hash\0";
 
 /// The random key of one object version; every page key derives from it.
 #[derive(ZeroizeOnDrop)]

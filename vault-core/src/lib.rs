@@ -28,24 +28,32 @@
 #![deny(missing_docs)]
 
 mod error;
+mod group;
 mod ids;
 mod keys;
 mod manifest;
 mod object;
 mod page;
+mod roster;
+mod share;
 mod store;
 mod vault;
 mod wire;
 
 pub use error::Error;
-pub use ids::{CollectionId, ObjectId, VaultId};
+pub use group::{group_key_fingerprint, Group};
+pub use ids::{CollectionId, GroupId, ObjectId, VaultId};
 pub use keys::DataKey;
-pub use manifest::{Entry, Manifest};
+pub use manifest::{Entry, Manifest, Share, ShareKind, MAX_SHARES};
 pub use object::{
     ObjectMeta, ObjectReader, MAX_CONTENT_TYPE_LEN, MAX_NAME_LEN, MAX_RECORDS, MAX_RECORD_KEY_LEN,
 };
 pub use page::{Compression, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, MIN_PAGE_SIZE};
-pub use store::{MemoryStore, ObjectAddress, PageAddress, SledStore, Store, StoreError, Swap};
+pub use roster::{Member, Role, Roster, RosterUpdate, MAX_MEMBERS};
+pub use share::{Incoming, Pinned};
+pub use store::{
+    MemoryStore, ObjectAddress, PageAddress, RecordKind, SledStore, Store, StoreError, Swap,
+};
 pub use vault::{
     Batch, Collection, Listing, LocalState, PutOptions, Vault, MAX_COLLECTION_NAME_LEN,
 };
@@ -94,6 +102,12 @@ pub mod internal {
         previous: &crate::Manifest,
     ) -> Result<(), crate::Error> {
         next.check_successor(previous)
+    }
+
+    /// Decodes a signed roster (`tbs || signature`) without verifying the signature;
+    /// `Some(member count)` if it is well formed. For the fuzz target.
+    pub fn decode_roster(signed: &[u8]) -> Option<usize> {
+        crate::roster::Roster::decode_unverified(signed)
     }
 
     /// Decodes an object header's plaintext (including a record index) without opening

@@ -3,13 +3,18 @@
 //! ```text
 //! tbs      = "VMAN" || u8 version (1) || u8 suite (1) || vault_id || collection_id
 //!            || u64 manifest_version || prev_hash[32] || u32 key_epoch || writer[16]
-//!            || u64 timestamp || vec16 collection_name || u32 entry_count || entries
-//! entry    = object_id[16] || u64 object_version || u8 state (1 live, 2 deleted)
+//!            || u64 timestamp || vec16 collection_name
+//!            || u16 share_count || shares || u32 entry_count || entries
+//! share    = u8 kind (1 user, 2 group) || id[16] || key_fingerprint[32] || u32 group_epoch
+//!            (sorted by kind, then id; unique; group_epoch 0 for users)
+//! entry    = object_id[16] || u64 object_version || u32 key_epoch (1..=manifest key_epoch)
+//!            || u8 state (1 live, 2 deleted)
 //!            || u64 size || u32 page_count || digest[32] || vec16 name
 //! signed   = tbs || signature[256]     (RSASSA-PSS-SHA256 by the writer over
 //!                                       "vault/v1/manifest-signature\0" || tbs)
-//! stored   = seal(collection key, "vault/v1/manifest",
-//!                 ad = "VMAN" || u8 1 || u8 1 || vault_id || collection_id || u64 version,
+//! stored   = u32 key_epoch || seal(collection key of key_epoch, "vault/v1/manifest",
+//!                 ad = "VMAN" || u8 1 || u8 1 || vault_id || collection_id || u64 version
+//!                      || u32 key_epoch,
 //!                 signed)
 //! hash     = SHA-256("vault/v1/manifest-hash\0" || tbs)
 //! ```
@@ -36,12 +41,41 @@ const STATE_LIVE: u8 = 1;
 const STATE_DELETED: u8 = 2;
 /// Most entries a manifest may hold.
 pub const MAX_ENTRIES: u32 = 1_000_000;
+/// Most users and groups a collection may be shared with.
+pub const MAX_SHARES: u16 = 10_000;
+
+/// Whom a collection's current key is handed to besides its owner (docs/spec/handover.md
+/// §4): signed in the manifest, so a rotation re-hands the new key to exactly these and the
+/// server cannot add a recipient.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Share {
+    /// A user or a group.
+    pub kind: ShareKind,
+    /// The keyring id or group id.
+    pub id: [u8; 16],
+    /// The fingerprint of the key the collection key was handed to: the user's identity
+    /// fingerprint, or the group's exchange key fingerprint of `group_epoch`.
+    pub key_fingerprint: [u8; 32],
+    /// The group epoch the current collection key was handed at (0 for a user).
+    pub group_epoch: u32,
+}
+
+/// What a [`Share`] names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ShareKind {
+    /// A user (keyring id).
+    User,
+    /// A security group (group id).
+    Group,
+}
 
 /// One object of a manifest.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Entry {
     /// The object's current version.
     pub version: u64,
+    /// The collection key epoch its header and pages are sealed under.
+    pub key_epoch: u32,
     /// `false` for a tombstone (a signed deletion).
     pub live: bool,
     /// Content size.
@@ -73,6 +107,8 @@ pub struct Manifest {
     pub timestamp: u64,
     /// The collection's name.
     pub name: String,
+    /// Whom the current collection key is handed to besides the owner, sorted.
+    pub shares: Vec<Share>,
     /// The objects, by id.
     pub entries: BTreeMap<ObjectId, Entry>,
 }
@@ -94,6 +130,7 @@ impl Manifest {
             writer,
             timestamp: 0,
             name,
+            shares: Vec::new(),
             entries: BTreeMap::new(),
         }
     }
@@ -110,10 +147,21 @@ impl Manifest {
         t.extend_from_slice(self.writer.as_bytes());
         t.put_u64(self.timestamp);
         t.put_vec16(self.name.as_bytes());
+        t.put_u16(self.shares.len() as u16);
+        for share in &self.shares {
+            t.put_u8(match share.kind {
+                ShareKind::User => 1,
+                ShareKind::Group => 2,
+            });
+            t.extend_from_slice(&share.id);
+            t.extend_from_slice(&share.key_fingerprint);
+            t.put_u32(share.group_epoch);
+        }
         t.put_u32(self.entries.len() as u32);
         for (id, e) in &self.entries {
             t.extend_from_slice(id.as_bytes());
             t.put_u64(e.version);
+            t.put_u32(e.key_epoch);
             t.put_u8(if e.live { STATE_LIVE } else { STATE_DELETED });
             t.put_u64(e.size);
             t.put_u32(e.page_count);
@@ -142,17 +190,19 @@ impl Manifest {
         }
     }
 
-    fn outer_ad(vault: &VaultId, collection: &CollectionId, version: u64) -> Vec<u8> {
-        let mut ad = Vec::with_capacity(46);
+    fn outer_ad(vault: &VaultId, collection: &CollectionId, version: u64, epoch: u32) -> Vec<u8> {
+        let mut ad = Vec::with_capacity(50);
         ad.extend_from_slice(b"VMAN");
         ad.extend_from_slice(&[1, 1]);
         ad.extend_from_slice(vault.as_bytes());
         ad.extend_from_slice(collection.as_bytes());
         ad.put_u64(version);
+        ad.put_u32(epoch);
         ad
     }
 
-    /// Signs with the writer's keyring and seals under the collection key.
+    /// Signs with the writer's keyring and seals under the collection key of the manifest's
+    /// key epoch (`ck`), prefixed with that epoch.
     pub(crate) fn seal(
         &self,
         rng: &mut impl CryptoRngCore,
@@ -162,27 +212,44 @@ impl Manifest {
         let tbs = self.tbs();
         let mut signed = tbs.clone();
         signed.extend_from_slice(&keyring.sign(rng, SIG_MANIFEST, &tbs));
-        let ad = Self::outer_ad(&self.vault, &self.collection, self.version);
-        seal::seal(rng, ck, SEALED, &ad, &signed)
+        let ad = Self::outer_ad(&self.vault, &self.collection, self.version, self.key_epoch);
+        let mut out = self.key_epoch.to_be_bytes().to_vec();
+        out.extend_from_slice(&seal::seal(rng, ck, SEALED, &ad, &signed));
+        out
+    }
+
+    /// The key epoch a stored manifest claims (unauthenticated until [`Manifest::open`]).
+    pub(crate) fn stored_epoch(stored: &[u8]) -> Result<u32, Error> {
+        let prefix: [u8; 4] = stored
+            .get(..4)
+            .and_then(|p| p.try_into().ok())
+            .ok_or_else(|| integrity("stored manifest too short"))?;
+        match u32::from_be_bytes(prefix) {
+            0 => Err(integrity("stored manifest key epoch 0")),
+            e => Ok(e),
+        }
     }
 
     /// Opens a stored manifest of `version` for the expected vault and collection, and
     /// verifies its signature with the identity of the writer it names, looked up in
-    /// `writers` (the identities this device trusts to write the collection).
+    /// `writers` (the identities this device trusts to write the collection). `ck` is the
+    /// collection key of the epoch [`Manifest::stored_epoch`] read from `stored`.
     pub(crate) fn open(
-        sealed: &[u8],
+        stored: &[u8],
         vault: &VaultId,
         collection: &CollectionId,
         version: u64,
         ck: &SymmetricKey,
         writers: &dyn Fn(&KeyringId) -> Option<IdentityBundle>,
     ) -> Result<Self, Error> {
-        let ad = Self::outer_ad(vault, collection, version);
-        let signed = seal::open(ck, SEALED, &ad, sealed)?;
+        let epoch = Self::stored_epoch(stored)?;
+        let ad = Self::outer_ad(vault, collection, version, epoch);
+        let signed = seal::open(ck, SEALED, &ad, &stored[4..])?;
         let (manifest, tbs_len) = Self::decode(&signed).map_err(integrity)?;
         if &manifest.vault != vault
             || &manifest.collection != collection
             || manifest.version != version
+            || manifest.key_epoch != epoch
         {
             return Err(integrity("manifest is of another place or version"));
         }
@@ -206,9 +273,40 @@ impl Manifest {
         let version = r.u64()?;
         let prev_hash = r.array()?;
         let key_epoch = r.u32()?;
+        if key_epoch == 0 {
+            return Err("manifest key epoch 0");
+        }
         let writer = KeyringId::from_bytes(r.array()?);
         let timestamp = r.u64()?;
         let name = r.string16()?;
+        let share_count = r.u16()?;
+        if share_count > MAX_SHARES {
+            return Err("too many shares");
+        }
+        let mut shares: Vec<Share> = Vec::with_capacity(usize::from(share_count));
+        for _ in 0..share_count {
+            let kind = match r.u8()? {
+                1 => ShareKind::User,
+                2 => ShareKind::Group,
+                _ => return Err("unknown share kind"),
+            };
+            let id = r.array()?;
+            let key_fingerprint = r.array()?;
+            let group_epoch = r.u32()?;
+            if (kind == ShareKind::User) != (group_epoch == 0) {
+                return Err("share group epoch");
+            }
+            let share = Share {
+                kind,
+                id,
+                key_fingerprint,
+                group_epoch,
+            };
+            if shares.last().is_some_and(|l| (l.kind, l.id) >= (kind, id)) {
+                return Err("shares not sorted and unique");
+            }
+            shares.push(share);
+        }
         let count = r.u32()?;
         if count > MAX_ENTRIES {
             return Err("too many manifest entries");
@@ -223,6 +321,10 @@ impl Manifest {
             }
             last = Some(id);
             let version = r.u64()?;
+            let entry_epoch = r.u32()?;
+            if entry_epoch == 0 || entry_epoch > key_epoch {
+                return Err("entry key epoch outside 1..=manifest key epoch");
+            }
             let live = match r.u8()? {
                 STATE_LIVE => true,
                 STATE_DELETED => false,
@@ -242,6 +344,7 @@ impl Manifest {
                 id,
                 Entry {
                     version,
+                    key_epoch: entry_epoch,
                     live,
                     size,
                     page_count,
@@ -266,6 +369,7 @@ impl Manifest {
                 writer,
                 timestamp,
                 name,
+                shares,
                 entries,
             },
             tbs_len,

@@ -100,6 +100,16 @@ pub trait Store: Send + Sync {
     ) -> Result<Swap, StoreError>;
     /// The collections this store holds manifests for.
     fn list_collections(&self) -> Result<Vec<CollectionId>, StoreError>;
+    /// Stores (or replaces) a small sharing record.
+    fn put_record(&self, kind: RecordKind, key: &[u8], value: &[u8]) -> Result<(), StoreError>;
+    /// Stores a record only if none exists under `key`; `false` if one did (nothing
+    /// changed). Roster versions use it: the first writer of a version wins.
+    fn insert_record(&self, kind: RecordKind, key: &[u8], value: &[u8])
+        -> Result<bool, StoreError>;
+    /// Reads a record.
+    fn get_record(&self, kind: RecordKind, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+    /// The keys of the records of `kind` whose key starts with `prefix`, in byte order.
+    fn list_records(&self, kind: RecordKind, prefix: &[u8]) -> Result<Vec<Vec<u8>>, StoreError>;
 }
 
 fn page_key(a: &PageAddress) -> [u8; 44] {
@@ -132,6 +142,39 @@ struct Maps {
     headers: BTreeMap<Vec<u8>, Vec<u8>>,
     keys: BTreeMap<Vec<u8>, Vec<u8>>,
     manifests: BTreeMap<CollectionId, (u64, Vec<u8>)>,
+    records: BTreeMap<Vec<u8>, Vec<u8>>,
+}
+
+/// The kinds of small records a store keeps for sharing (docs/spec/handover.md §5). Like
+/// everything else in a store they are untrusted: identity bundles are self-signed and
+/// pinned by fingerprint, envelopes and rosters are signed by their makers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum RecordKind {
+    /// A published identity bundle; key: keyring id (16 bytes).
+    Identity,
+    /// An envelope; key: recipient[16] || owner[16] || target[16] || u32 epoch.
+    Envelope,
+    /// A group roster version; key: group id[16] || u64 roster version.
+    Roster,
+}
+
+impl RecordKind {
+    /// The one-byte code of the kind (used as a key prefix by the stores).
+    pub fn code(self) -> u8 {
+        match self {
+            RecordKind::Identity => 1,
+            RecordKind::Envelope => 2,
+            RecordKind::Roster => 3,
+        }
+    }
+}
+
+fn record_key(kind: RecordKind, key: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + key.len());
+    k.push(kind.code());
+    k.extend_from_slice(key);
+    k
 }
 
 /// A store in memory, for tests and short-lived vaults.
@@ -226,6 +269,39 @@ impl Store for MemoryStore {
     fn list_collections(&self) -> Result<Vec<CollectionId>, StoreError> {
         Ok(self.maps()?.manifests.keys().copied().collect())
     }
+    fn put_record(&self, kind: RecordKind, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        self.maps()?
+            .records
+            .insert(record_key(kind, key), value.to_vec());
+        Ok(())
+    }
+    fn insert_record(
+        &self,
+        kind: RecordKind,
+        key: &[u8],
+        value: &[u8],
+    ) -> Result<bool, StoreError> {
+        let mut m = self.maps()?;
+        let k = record_key(kind, key);
+        if m.records.contains_key(&k) {
+            return Ok(false);
+        }
+        m.records.insert(k, value.to_vec());
+        Ok(true)
+    }
+    fn get_record(&self, kind: RecordKind, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.maps()?.records.get(&record_key(kind, key)).cloned())
+    }
+    fn list_records(&self, kind: RecordKind, prefix: &[u8]) -> Result<Vec<Vec<u8>>, StoreError> {
+        let p = record_key(kind, prefix);
+        Ok(self
+            .maps()?
+            .records
+            .range(p.clone()..)
+            .take_while(|(k, _)| k.starts_with(&p))
+            .map(|(k, _)| k[1..].to_vec())
+            .collect())
+    }
 }
 
 /// The embedded default: a directory with a sled database and append-only pack files,
@@ -247,6 +323,7 @@ pub struct SledStore {
     headers: sled::Tree,
     keys: sled::Tree,
     manifests: sled::Tree,
+    records: sled::Tree,
     swap_lock: Mutex<()>,
     packs: Packs,
 }
@@ -402,6 +479,7 @@ impl SledStore {
             headers: tree("headers")?,
             keys: tree("collection-keys")?,
             manifests: tree("manifests")?,
+            records: tree("records")?,
             db,
             swap_lock: Mutex::new(()),
             packs,
@@ -546,6 +624,39 @@ impl Store for SledStore {
         }
         Ok(out)
     }
+    fn put_record(&self, kind: RecordKind, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        self.records
+            .insert(record_key(kind, key), value)
+            .map_err(sled_err)?;
+        self.records.flush().map(|_| ()).map_err(sled_err)
+    }
+    fn insert_record(
+        &self,
+        kind: RecordKind,
+        key: &[u8],
+        value: &[u8],
+    ) -> Result<bool, StoreError> {
+        let swapped = self
+            .records
+            .compare_and_swap(record_key(kind, key), None as Option<&[u8]>, Some(value))
+            .map_err(sled_err)?;
+        self.records.flush().map_err(sled_err)?;
+        Ok(swapped.is_ok())
+    }
+    fn get_record(&self, kind: RecordKind, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .records
+            .get(record_key(kind, key))
+            .map_err(sled_err)?
+            .map(|v| v.to_vec()))
+    }
+    fn list_records(&self, kind: RecordKind, prefix: &[u8]) -> Result<Vec<Vec<u8>>, StoreError> {
+        let mut out = Vec::new();
+        for key in self.records.scan_prefix(record_key(kind, prefix)).keys() {
+            out.push(key.map_err(sled_err)?[1..].to_vec());
+        }
+        Ok(out)
+    }
 }
 
 /// A shared store: lets a test (or the sync layer) keep a handle on the store a vault uses.
@@ -597,5 +708,22 @@ impl<T: Store + ?Sized> Store for std::sync::Arc<T> {
     }
     fn list_collections(&self) -> Result<Vec<CollectionId>, StoreError> {
         (**self).list_collections()
+    }
+    fn put_record(&self, kind: RecordKind, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        (**self).put_record(kind, key, value)
+    }
+    fn insert_record(
+        &self,
+        kind: RecordKind,
+        key: &[u8],
+        value: &[u8],
+    ) -> Result<bool, StoreError> {
+        (**self).insert_record(kind, key, value)
+    }
+    fn get_record(&self, kind: RecordKind, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        (**self).get_record(kind, key)
+    }
+    fn list_records(&self, kind: RecordKind, prefix: &[u8]) -> Result<Vec<Vec<u8>>, StoreError> {
+        (**self).list_records(kind, prefix)
     }
 }

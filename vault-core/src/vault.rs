@@ -30,7 +30,7 @@ const LABEL_COLLECTION_ID: &[u8] = b"vault/v1/collection-id\0";
 /// Longest collection name in bytes.
 pub const MAX_COLLECTION_NAME_LEN: usize = 1024;
 
-fn now() -> u64 {
+pub(crate) fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -43,6 +43,9 @@ fn now() -> u64 {
 pub struct LocalState {
     tree: Option<sled::Tree>,
     memory: Mutex<BTreeMap<CollectionId, Vec<u8>>>,
+    /// Pins, accepted rosters and group secrets (docs/spec/handover.md §6), by namespace.
+    local: Option<sled::Tree>,
+    local_memory: Mutex<BTreeMap<Vec<u8>, Vec<u8>>>,
 }
 
 impl LocalState {
@@ -51,6 +54,8 @@ impl LocalState {
         Self {
             tree: None,
             memory: Mutex::new(BTreeMap::new()),
+            local: None,
+            local_memory: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -60,10 +65,74 @@ impl LocalState {
         let tree = db
             .open_tree("high-water")
             .map_err(|e| StoreError::new(format!("local state: {e}")))?;
+        let local = db
+            .open_tree("sharing")
+            .map_err(|e| StoreError::new(format!("local state: {e}")))?;
         Ok(Self {
             tree: Some(tree),
             memory: Mutex::new(BTreeMap::new()),
+            local: Some(local),
+            local_memory: Mutex::new(BTreeMap::new()),
         })
+    }
+
+    fn local_key(namespace: u8, key: &[u8]) -> Vec<u8> {
+        let mut k = Vec::with_capacity(1 + key.len());
+        k.push(namespace);
+        k.extend_from_slice(key);
+        k
+    }
+
+    pub(crate) fn get_local(&self, namespace: u8, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
+        let k = Self::local_key(namespace, key);
+        if let Some(tree) = &self.local {
+            return Ok(tree
+                .get(k)
+                .map_err(|e| StoreError::new(format!("local state: {e}")))?
+                .map(|v| v.to_vec()));
+        }
+        Ok(self
+            .local_memory
+            .lock()
+            .map_err(|_| StoreError::new("local state lock poisoned"))?
+            .get(&k)
+            .cloned())
+    }
+
+    pub(crate) fn put_local(&self, namespace: u8, key: &[u8], value: Vec<u8>) -> Result<(), Error> {
+        let k = Self::local_key(namespace, key);
+        if let Some(tree) = &self.local {
+            tree.insert(k, value)
+                .map_err(|e| StoreError::new(format!("local state: {e}")))?;
+            tree.flush()
+                .map_err(|e| StoreError::new(format!("local state: {e}")))?;
+            return Ok(());
+        }
+        self.local_memory
+            .lock()
+            .map_err(|_| StoreError::new("local state lock poisoned"))?
+            .insert(k, value);
+        Ok(())
+    }
+
+    /// The keys (without the namespace byte) of a namespace.
+    pub(crate) fn list_local(&self, namespace: u8) -> Result<Vec<Vec<u8>>, Error> {
+        if let Some(tree) = &self.local {
+            let mut out = Vec::new();
+            for k in tree.scan_prefix([namespace]).keys() {
+                let k = k.map_err(|e| StoreError::new(format!("local state: {e}")))?;
+                out.push(k[1..].to_vec());
+            }
+            return Ok(out);
+        }
+        Ok(self
+            .local_memory
+            .lock()
+            .map_err(|_| StoreError::new("local state lock poisoned"))?
+            .keys()
+            .filter(|k| k.first() == Some(&namespace))
+            .map(|k| k[1..].to_vec())
+            .collect())
     }
 
     fn get(&self, collection: &CollectionId) -> Result<Option<Vec<u8>>, Error> {
@@ -99,11 +168,11 @@ impl LocalState {
 
 /// A vault: the collections of one keyring in one store.
 pub struct Vault<S: Store> {
-    store: S,
-    keyring: Keyring,
-    identity: IdentityBundle,
-    id: VaultId,
-    state: LocalState,
+    pub(crate) store: S,
+    pub(crate) keyring: Keyring,
+    pub(crate) identity: IdentityBundle,
+    pub(crate) id: VaultId,
+    pub(crate) state: LocalState,
     writers: Mutex<BTreeMap<KeyringId, IdentityBundle>>,
 }
 
@@ -212,14 +281,19 @@ impl<S: Store> Vault<S> {
     }
 
     fn key_ad(&self, collection: &CollectionId, epoch: u32) -> Vec<u8> {
+        Self::key_ad_of(&self.id, collection, epoch)
+    }
+
+    fn key_ad_of(owner: &VaultId, collection: &CollectionId, epoch: u32) -> Vec<u8> {
         let mut ad = Vec::with_capacity(36);
-        ad.extend_from_slice(self.id.as_bytes());
+        ad.extend_from_slice(owner.as_bytes());
         ad.extend_from_slice(collection.as_bytes());
         ad.extend_from_slice(&epoch.to_be_bytes());
         ad
     }
 
-    fn load_key(
+    /// The owner's own wrapping of a collection key (`None` if the store has none).
+    pub(crate) fn load_own_key(
         &self,
         collection: &CollectionId,
         epoch: u32,
@@ -242,8 +316,30 @@ impl<S: Store> Vault<S> {
             .ok_or_else(|| integrity("all-zero collection key"))
     }
 
-    fn trusted_writer(&self, id: &KeyringId) -> Option<IdentityBundle> {
-        self.writers.lock().ok()?.get(id).cloned()
+    pub(crate) fn trusted_writer(&self, id: &KeyringId) -> Option<IdentityBundle> {
+        if let Some(w) = self.writers.lock().ok()?.get(id).cloned() {
+            return Some(w);
+        }
+        // Every identity pinned on this device may write what it holds keys for.
+        self.pinned_identity(id).ok().flatten()
+    }
+
+    /// Wraps a collection key for the owner (this vault) and stores it.
+    pub(crate) fn store_own_key(
+        &self,
+        collection: &CollectionId,
+        epoch: u32,
+        ck: &SymmetricKey,
+    ) -> Result<(), Error> {
+        let wrapped = seal::seal(
+            &mut OsRng,
+            self.keyring.key(KeyPurpose::CollectionWrap),
+            COLLECTION_KEY,
+            &self.key_ad(collection, epoch),
+            ck.expose_bytes(),
+        );
+        self.store.put_collection_key(collection, epoch, &wrapped)?;
+        Ok(())
     }
 
     /// Lets `identity` write collections this vault reads. Only call it after checking the
@@ -260,29 +356,21 @@ impl<S: Store> Vault<S> {
             return Err(Error::InvalidInput("collection name too long"));
         }
         let id = self.collection_id(name);
-        let ck = match self.load_key(&id, 1)? {
-            Some(ck) => ck,
-            None => {
-                if self.store.get_manifest(&id)?.is_some() || self.state.get(&id)?.is_some() {
-                    // A manifest (or our memory of one) without its key: the key was removed.
-                    return Err(integrity("collection key missing"));
-                }
-                let ck = SymmetricKey::generate(&mut OsRng);
-                let wrapped = seal::seal(
-                    &mut OsRng,
-                    self.keyring.key(KeyPurpose::CollectionWrap),
-                    COLLECTION_KEY,
-                    &self.key_ad(&id, 1),
-                    ck.expose_bytes(),
-                );
-                self.store.put_collection_key(&id, 1, &wrapped)?;
-                ck
+        let mut keys = self.load_collection_keys(&self.id, &id)?;
+        if keys.is_empty() {
+            if self.store.get_manifest(&id)?.is_some() || self.state.get(&id)?.is_some() {
+                // A manifest (or our memory of one) without its key: the key was removed.
+                return Err(integrity("collection key missing"));
             }
-        };
+            let ck = SymmetricKey::generate(&mut OsRng);
+            self.store_own_key(&id, 1, &ck)?;
+            keys.insert(1, ck);
+        }
         let mut c = Collection {
             vault: self,
+            owner: self.id,
             id,
-            ck,
+            keys,
             manifest: Manifest::first(self.id, id, self.keyring.id(), name.to_owned()),
             names: BTreeMap::new(),
         };
@@ -293,14 +381,46 @@ impl<S: Store> Vault<S> {
         Ok(c)
     }
 
-    fn remembered(&self, id: &CollectionId, ck: &SymmetricKey) -> Result<Option<Manifest>, Error> {
+    /// Opens a collection of another vault (`owner`) that was shared with this user or with
+    /// a group this user belongs to. The keys come from envelopes signed by identities
+    /// pinned on this device; the manifest must be signed by a pinned identity.
+    pub fn shared_collection(
+        &self,
+        owner: VaultId,
+        collection: CollectionId,
+    ) -> Result<Collection<'_, S>, Error> {
+        let keys = self.load_collection_keys(&owner, &collection)?;
+        if keys.is_empty() {
+            return Err(Error::NoAccess);
+        }
+        let mut c = Collection {
+            vault: self,
+            owner,
+            id: collection,
+            keys,
+            manifest: Manifest::first(owner, collection, self.keyring.id(), String::new()),
+            names: BTreeMap::new(),
+        };
+        c.refresh()?;
+        if c.manifest.version == 0 {
+            return Err(Error::NotFound);
+        }
+        Ok(c)
+    }
+
+    fn remembered(
+        &self,
+        owner: &VaultId,
+        id: &CollectionId,
+        keys: &BTreeMap<u32, SymmetricKey>,
+    ) -> Result<Option<Manifest>, Error> {
         let Some(record) = self.state.get(id)? else {
             return Ok(None);
         };
         let plain = seal::open(
             self.keyring.key(KeyPurpose::LocalState),
             LOCAL_HIGH_WATER,
-            &self.key_ad(id, 0),
+            &Self::key_ad_of(owner, id, 0),
             &record,
         )?;
         if plain.len() < 8 {
@@ -308,14 +428,22 @@ impl<S: Store> Vault<S> {
         }
         let mut v = [0u8; 8];
         v.copy_from_slice(&plain[..8]);
-        let manifest =
-            Manifest::open(&plain[8..], &self.id, id, u64::from_be_bytes(v), ck, &|w| {
-                self.trusted_writer(w)
-            })?;
+        let epoch = Manifest::stored_epoch(&plain[8..])?;
+        // A key epoch this device accepted before but cannot open now: access was removed.
+        let ck = keys.get(&epoch).ok_or(Error::NoAccess)?;
+        let manifest = Manifest::open(&plain[8..], owner, id, u64::from_be_bytes(v), ck, &|w| {
+            self.trusted_writer(w)
+        })?;
         Ok(Some(manifest))
     }
 
-    fn remember(&self, id: &CollectionId, version: u64, sealed: &[u8]) -> Result<(), Error> {
+    fn remember(
+        &self,
+        owner: &VaultId,
+        id: &CollectionId,
+        version: u64,
+        sealed: &[u8],
+    ) -> Result<(), Error> {
         let mut plain = Vec::with_capacity(8 + sealed.len());
         plain.extend_from_slice(&version.to_be_bytes());
         plain.extend_from_slice(sealed);
@@ -323,7 +451,7 @@ impl<S: Store> Vault<S> {
             &mut OsRng,
             self.keyring.key(KeyPurpose::LocalState),
             LOCAL_HIGH_WATER,
-            &self.key_ad(id, 0),
+            &Self::key_ad_of(owner, id, 0),
             &plain,
         );
         self.state.put(id, record)
@@ -333,10 +461,13 @@ impl<S: Store> Vault<S> {
 /// An open collection. Reads verify against the manifest this handle holds; writes commit
 /// a new signed manifest with a compare-and-swap on its version.
 pub struct Collection<'v, S: Store> {
-    vault: &'v Vault<S>,
-    id: CollectionId,
-    ck: SymmetricKey,
-    manifest: Manifest,
+    pub(crate) vault: &'v Vault<S>,
+    /// The vault the collection belongs to (this vault, or the sharer's).
+    pub(crate) owner: VaultId,
+    pub(crate) id: CollectionId,
+    /// The collection keys this user holds, by key epoch.
+    pub(crate) keys: BTreeMap<u32, SymmetricKey>,
+    pub(crate) manifest: Manifest,
     /// Name → object id of the manifest's entries (names are unique in a collection).
     names: BTreeMap<String, ObjectId>,
 }
@@ -345,6 +476,21 @@ impl<'v, S: Store> Collection<'v, S> {
     /// The collection id.
     pub fn id(&self) -> CollectionId {
         self.id
+    }
+
+    /// The vault the collection belongs to.
+    pub fn owner(&self) -> VaultId {
+        self.owner
+    }
+
+    /// The collection key of `epoch`.
+    pub(crate) fn key(&self, epoch: u32) -> Result<&SymmetricKey, Error> {
+        self.keys.get(&epoch).ok_or(Error::NoAccess)
+    }
+
+    /// The key epoch new objects and manifests are sealed under: the newest this user holds.
+    pub(crate) fn write_epoch(&self) -> u32 {
+        self.keys.keys().next_back().copied().unwrap_or(1)
     }
 
     /// The verified manifest this handle reads from.
@@ -356,15 +502,31 @@ impl<'v, S: Store> Collection<'v, S> {
     /// no rollback below what this device accepted before, no fork, no silent deletion.
     pub fn refresh(&mut self) -> Result<(), Error> {
         let v = self.vault;
-        let remembered = v.remembered(&self.id, &self.ck)?;
         let stored = v.store.get_manifest(&self.id)?;
+        if let Some((_, sealed)) = &stored {
+            let epoch = Manifest::stored_epoch(sealed)?;
+            if !self.keys.contains_key(&epoch) {
+                // A newer key epoch: fetch the keys handed since.
+                self.keys = v.load_collection_keys(&self.owner, &self.id)?;
+            }
+        }
+        let remembered = v.remembered(&self.owner, &self.id, &self.keys)?;
         let Some((version, sealed)) = stored else {
             if remembered.is_some() {
                 return Err(integrity("the store lost a manifest this device accepted"));
             }
             return Ok(());
         };
-        let manifest = Manifest::open(&sealed, &v.id, &self.id, version, &self.ck, &|w| {
+        let epoch = Manifest::stored_epoch(&sealed)?;
+        let ck = match self.keys.get(&epoch) {
+            Some(ck) => ck,
+            // The owner holds every epoch it made: a manifest under any other is forged.
+            None if self.owner == v.id => {
+                return Err(integrity("manifest under a key epoch the owner never made"))
+            }
+            None => return Err(Error::NoAccess),
+        };
+        let manifest = Manifest::open(&sealed, &self.owner, &self.id, version, ck, &|w| {
             v.trusted_writer(w)
         })?;
         if let Some(previous) = &remembered {
@@ -372,19 +534,19 @@ impl<'v, S: Store> Collection<'v, S> {
         }
         manifest.check_successor(&self.manifest)?;
         if remembered.as_ref().map(|m| m.version) != Some(manifest.version) {
-            v.remember(&self.id, version, &sealed)?;
+            v.remember(&self.owner, &self.id, version, &sealed)?;
         }
         self.set_manifest(manifest);
         Ok(())
     }
 
-    fn place(&self, object: ObjectId, version: u64) -> ObjectPlace {
+    fn place(&self, object: ObjectId, version: u64, key_epoch: u32) -> ObjectPlace {
         ObjectPlace {
-            vault: self.vault.id,
+            vault: self.owner,
             collection: self.id,
             object,
             version,
-            key_epoch: self.manifest.key_epoch,
+            key_epoch,
         }
     }
 
@@ -431,6 +593,7 @@ impl<'v, S: Store> Collection<'v, S> {
             written: Vec::new(),
             superseded: Vec::new(),
             committed: false,
+            epochs_checked: false,
         }
     }
 
@@ -513,13 +676,23 @@ impl<'v, S: Store> Collection<'v, S> {
     }
 
     fn commit_entries(&mut self, entries: BTreeMap<ObjectId, Entry>) -> Result<(), Error> {
-        let mut next = self.manifest.clone();
+        let next = self.manifest.clone();
+        self.commit_manifest(next, entries)
+    }
+
+    /// Signs, seals and swaps in `next` (the current manifest with changes) plus `entries`.
+    pub(crate) fn commit_manifest(
+        &mut self,
+        mut next: Manifest,
+        entries: BTreeMap<ObjectId, Entry>,
+    ) -> Result<(), Error> {
         next.version = self.manifest.version + 1;
         next.prev_hash = self.manifest.link_hash();
         next.writer = self.vault.keyring.id();
         next.timestamp = now();
+        next.key_epoch = self.write_epoch().max(self.manifest.key_epoch);
         next.entries.extend(entries);
-        let sealed = next.seal(&mut OsRng, &self.vault.keyring, &self.ck);
+        let sealed = next.seal(&mut OsRng, &self.vault.keyring, self.key(next.key_epoch)?);
         match self.vault.store.swap_manifest(
             &self.id,
             self.manifest.version,
@@ -527,7 +700,8 @@ impl<'v, S: Store> Collection<'v, S> {
             &sealed,
         )? {
             Swap::Done => {
-                self.vault.remember(&self.id, next.version, &sealed)?;
+                self.vault
+                    .remember(&self.owner, &self.id, next.version, &sealed)?;
                 self.set_manifest(next);
                 Ok(())
             }
@@ -541,8 +715,13 @@ impl<'v, S: Store> Collection<'v, S> {
         if !entry.live {
             return Err(Error::NotFound);
         }
-        let place = self.place(id, entry.version);
-        let header = load_header(&self.vault.store, &self.ck, &place, &entry.digest)?;
+        let place = self.place(id, entry.version, entry.key_epoch);
+        let header = load_header(
+            &self.vault.store,
+            self.key(entry.key_epoch)?,
+            &place,
+            &entry.digest,
+        )?;
         if header.meta.name != entry.name
             || header.meta.size != entry.size
             || header.tags.len() as u64 != u64::from(entry.page_count)
@@ -587,6 +766,9 @@ pub struct Batch<'c, 'v, S: Store> {
     /// Object versions that the commit makes unreferenced (removed after it).
     superseded: Vec<ObjectAddress>,
     committed: bool,
+    /// Whether the group epochs of the collection's shares were checked (once per batch,
+    /// before the first write).
+    epochs_checked: bool,
 }
 
 impl<S: Store> Batch<'_, '_, S> {
@@ -600,7 +782,10 @@ impl<S: Store> Batch<'_, '_, S> {
 
     fn supersede(&mut self, id: ObjectId, old: &Entry) {
         if old.live {
-            let address = self.collection.place(id, old.version).address();
+            let address = self
+                .collection
+                .place(id, old.version, old.key_epoch)
+                .address();
             if self.written.contains(&address) {
                 // Written and replaced within this batch: never referenced, remove now.
                 let _ = self.collection.vault.store.delete_object_version(&address);
@@ -665,6 +850,10 @@ impl<S: Store> Batch<'_, '_, S> {
         options: &PutOptions<'_>,
         records: Option<Vec<IndexEntry>>,
     ) -> Result<(), Error> {
+        if !self.epochs_checked {
+            self.collection.enforce_group_epochs()?;
+            self.epochs_checked = true;
+        }
         let c = &*self.collection;
         let existing = self.current(name);
         let (object, version) = match &existing {
@@ -673,14 +862,15 @@ impl<S: Store> Batch<'_, '_, S> {
         };
         let created_at = match &existing {
             Some((id, e)) if e.live => {
-                let place = c.place(*id, e.version);
-                load_header(&c.vault.store, &c.ck, &place, &e.digest)?
+                let place = c.place(*id, e.version, e.key_epoch);
+                load_header(&c.vault.store, c.key(e.key_epoch)?, &place, &e.digest)?
                     .meta
                     .created_at
             }
             _ => now(),
         };
-        let place = c.place(object, version);
+        let epoch = c.write_epoch();
+        let place = c.place(object, version, epoch);
         let meta = ObjectMeta {
             name: name.to_owned(),
             size: 0,
@@ -692,7 +882,7 @@ impl<S: Store> Batch<'_, '_, S> {
         let mut writer = ObjectWriter::new(
             OsRng,
             &c.vault.store,
-            &c.ck,
+            c.key(epoch)?,
             place,
             meta,
             options.page_size,
@@ -713,6 +903,7 @@ impl<S: Store> Batch<'_, '_, S> {
             object,
             Entry {
                 version,
+                key_epoch: epoch,
                 live: true,
                 size: written.meta.size,
                 page_count: written.page_count,
@@ -735,6 +926,7 @@ impl<S: Store> Batch<'_, '_, S> {
             id,
             Entry {
                 version: old.version + 1,
+                key_epoch: old.key_epoch,
                 live: false,
                 size: 0,
                 page_count: 0,

@@ -14,7 +14,7 @@ use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use serde::{Deserialize, Serialize};
 use vault_core::internal::{check_successor, open_manifest, seal_manifest};
-use vault_core::{CollectionId, Entry, Error, Manifest, ObjectId, VaultId};
+use vault_core::{CollectionId, Entry, Error, Manifest, ObjectId, Share, ShareKind, VaultId};
 use vault_keyring::{IdentityBundle, Keyring, KeyringOptions, SymmetricKey};
 
 #[derive(Serialize, Deserialize, PartialEq, Debug, Clone)]
@@ -50,6 +50,7 @@ fn id16(s: &str) -> [u8; 16] {
 fn entry(version: u64, live: bool, name: &str, digest: u8) -> Entry {
     Entry {
         version,
+        key_epoch: 1,
         live,
         size: if live { 1000 * version } else { 0 },
         page_count: u32::from(live),
@@ -82,6 +83,12 @@ fn generate() -> BTreeMap<String, Vector> {
     v2.timestamp = 1_795_000_100;
     v2.entries.insert(b, entry(2, false, "b.jpg", 0)); // signed deletion
     v2.entries.insert(c, entry(1, true, "c.jpg", 3));
+    v2.shares.push(Share {
+        kind: ShareKind::User,
+        id: [0x44; 16],
+        key_fingerprint: [0x55; 32],
+        group_epoch: 0,
+    });
     let mut lost = v2.clone(); // b vanished without a tombstone
     lost.entries.remove(&b);
     let mut broken = v2.clone(); // does not chain to v1
