@@ -169,11 +169,22 @@ impl<'a> RecipientSecret<'a> {
 
     /// A group epoch's exchange secret.
     pub fn group(id: [u8; 16], key_fingerprint: [u8; 32], exchange: &'a p256::SecretKey) -> Self {
+        Self::from_parts(id, key_fingerprint, exchange, None)
+    }
+
+    /// A recipient from its parts (known-answer vectors, other key stores): the id and key
+    /// fingerprint envelopes to it carry, and its private keys.
+    pub fn from_parts(
+        id: [u8; 16],
+        key_fingerprint: [u8; 32],
+        exchange: &'a p256::SecretKey,
+        rsa: Option<&'a RsaPrivateKey>,
+    ) -> Self {
         Self {
             id,
             key_fingerprint,
             exchange,
-            rsa: None,
+            rsa,
         }
     }
 }
