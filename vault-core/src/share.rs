@@ -283,10 +283,19 @@ impl<S: Store> Vault<S> {
                 continue;
             };
             let info = envelope::peek(&bytes)?;
-            let Some(secret) = self.group_secret_by_fingerprint(&group, &info.recipient_key)?
-            else {
-                // Handed to a group epoch this user never held (added later, or removed).
-                continue;
+            let secret = match self.group_secret_by_fingerprint(&group, &info.recipient_key)? {
+                Some(s) => s,
+                None => {
+                    // Perhaps a newer group epoch: verify the roster chain and fetch the
+                    // secrets handed since, then look again.
+                    self.sync_roster(&group)?;
+                    match self.group_secret_by_fingerprint(&group, &info.recipient_key)? {
+                        Some(s) => s,
+                        // Handed to a group epoch this user never held (removed, or added
+                        // after the last rotation).
+                        None => continue,
+                    }
+                }
             };
             let payload = self.open_envelope(&bytes, &secret.recipient(), &grant)?;
             self.check_collection_granter(&bytes, owner)?;
