@@ -136,6 +136,11 @@ impl<'a> RecipientKey<'a> {
         }
     }
 
+    /// Whether the recipient published an RSA-4096 exchange key ([`Method::RsaOaep`]).
+    pub fn has_rsa(&self) -> bool {
+        self.rsa.is_some()
+    }
+
     /// A group's exchange key of one epoch: `id` is the group id and `key_fingerprint` the
     /// fingerprint the group format defines for that epoch's key.
     pub fn group(id: [u8; 16], key_fingerprint: [u8; 32], exchange: ExchangePublicKey) -> Self {

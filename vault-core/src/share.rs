@@ -65,6 +65,14 @@ fn key_from_payload(payload: &[u8]) -> Result<SymmetricKey, Error> {
 }
 
 impl<S: Store> Vault<S> {
+    /// Chooses the handover path for users: `true` hands keys by RSA-4096 OAEP to every
+    /// recipient whose identity publishes an RSA-4096 exchange key (others, and groups, still
+    /// get HPKE P-256); `false` (the default) always uses HPKE (docs/spec/handover.md §2).
+    pub fn set_rsa_handover(&self, on: bool) {
+        self.rsa_handover
+            .store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// Publishes this user's identity bundle in the store (the server's directory), so that
     /// others can fetch it. They pin its fingerprint; the store cannot substitute it
     /// unnoticed.
@@ -217,12 +225,19 @@ impl<S: Store> Vault<S> {
         grant: &Grant,
         payload: &[u8],
     ) -> Result<(), Error> {
+        let method = if self.rsa_handover.load(std::sync::atomic::Ordering::Relaxed)
+            && recipient.has_rsa()
+        {
+            Method::RsaOaep
+        } else {
+            Method::Hpke
+        };
         let bytes = envelope::seal(
             &mut OsRng,
             &self.keyring,
             recipient,
             grant,
-            Method::Hpke,
+            method,
             payload,
             crate::vault::now(),
         )?;

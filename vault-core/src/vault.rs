@@ -174,6 +174,8 @@ pub struct Vault<S: Store> {
     pub(crate) id: VaultId,
     pub(crate) state: LocalState,
     writers: Mutex<BTreeMap<KeyringId, IdentityBundle>>,
+    /// Hand keys to users by RSA-4096 OAEP when they publish such a key (off by default).
+    pub(crate) rsa_handover: std::sync::atomic::AtomicBool,
 }
 
 /// Options of a write.
@@ -235,6 +237,7 @@ impl<S: Store> Vault<S> {
             id,
             state,
             writers: Mutex::new(writers),
+            rsa_handover: std::sync::atomic::AtomicBool::new(false),
         }
     }
 

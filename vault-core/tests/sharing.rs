@@ -744,3 +744,42 @@ impl People {
         self.alice.fetch_identity(id).unwrap()
     }
 }
+
+#[test]
+fn the_rsa_4096_handover_path_works_end_to_end() {
+    let p = people();
+    // Bob with an RSA-4096 exchange key (off by default; slow to generate).
+    let rsa_bob = Keyring::generate(
+        &mut ChaCha20Rng::from_seed([50; 32]),
+        &KeyringOptions::new().with_rsa_exchange(true),
+    )
+    .unwrap();
+    let bob = Vault::open(p.evil.clone(), rsa_bob, LocalState::in_memory());
+    bob.publish_identity().unwrap();
+    let bob_bundle = p.alice.fetch_identity(bob.keyring().id()).unwrap();
+    assert!(bob_bundle.rsa_exchange_key().is_some());
+    bob.fetch_identity(kid(&p.alice)).unwrap();
+    p.alice.set_rsa_handover(true);
+    let mut docs = p.alice.collection("docs").unwrap();
+    docs.put("a", b"over rsa").unwrap();
+    docs.share_with(&bob_bundle).unwrap();
+    let env = p
+        .evil
+        .get_record(
+            RecordKind::Envelope,
+            &envelope_key(
+                bob.keyring().id().as_bytes(),
+                p.alice.id().as_bytes(),
+                docs.id().as_bytes(),
+                1,
+            ),
+        )
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        vault_keyring::envelope::peek(&env).unwrap().method,
+        vault_keyring::envelope::Method::RsaOaep
+    );
+    let c = bob.shared_collection(p.alice.id(), docs.id()).unwrap();
+    assert_eq!(c.get("a").unwrap(), b"over rsa");
+}
