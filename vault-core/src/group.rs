@@ -232,6 +232,8 @@ impl<S: Store> Vault<S> {
                 self.open_roster(&first, group, None)?
             }
         };
+        let held = current.version();
+        let had_local = held != 0 && self.state.get_local(NS_ROSTER, group.as_bytes())?.is_some();
         for version in current.version() + 1..=newest {
             let bytes = self
                 .store
@@ -241,7 +243,9 @@ impl<S: Store> Vault<S> {
             next.check_successor(&current)?;
             current = next;
         }
-        self.keep_roster(&current)?;
+        if current.version() != held || !had_local {
+            self.keep_roster(&current)?;
+        }
         self.fetch_group_secrets(&current)?;
         Ok(current)
     }
@@ -351,6 +355,20 @@ impl<S: Store> Vault<S> {
                 target: *group.as_bytes(),
                 epoch,
             };
+            // Group secrets come from an admin of the group: pinned here, or listed as an
+            // admin in the verified roster (then taken from the directory if its fingerprint
+            // is the listed one, and pinned).
+            let granter = envelope::peek(&bytes)?.granter;
+            match roster.member(&granter) {
+                Some(m) if m.role == Role::Admin => {
+                    self.member_identity(&granter, &m.fingerprint)?;
+                }
+                _ => {
+                    if self.pinned_identity(&granter)?.is_none() {
+                        return Err(Error::UnknownIdentity(granter));
+                    }
+                }
+            }
             let payload =
                 self.open_envelope(&bytes, &RecipientSecret::user(&self.keyring), &grant)?;
             let secret = GroupSecret::from_payload(group, epoch, &payload)?;

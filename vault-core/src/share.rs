@@ -279,9 +279,9 @@ impl<S: Store> Vault<S> {
                 epoch,
             ),
         )? {
+            self.check_collection_granter(&bytes, owner)?;
             let payload =
                 self.open_envelope(&bytes, &RecipientSecret::user(&self.keyring), &grant)?;
-            self.check_collection_granter(&bytes, owner)?;
             return key_from_payload(&payload).map(Some);
         }
         for group in self.known_groups()? {
@@ -297,6 +297,7 @@ impl<S: Store> Vault<S> {
             else {
                 continue;
             };
+            self.check_collection_granter(&bytes, owner)?;
             let info = envelope::peek(&bytes)?;
             let secret = match self.group_secret_by_fingerprint(&group, &info.recipient_key)? {
                 Some(s) => s,
@@ -313,7 +314,6 @@ impl<S: Store> Vault<S> {
                 }
             };
             let payload = self.open_envelope(&bytes, &secret.recipient(), &grant)?;
-            self.check_collection_granter(&bytes, owner)?;
             return key_from_payload(&payload).map(Some);
         }
         Ok(None)
@@ -321,6 +321,8 @@ impl<S: Store> Vault<S> {
 
     /// A collection key is only accepted from the collection's owner: a contact who once
     /// held a key cannot hand out keys of their own choosing for someone else's collection.
+    /// Checked on the (still unauthenticated) header before anything is opened; the
+    /// signature check in `open_envelope` then proves it.
     fn check_collection_granter(
         &self,
         envelope_bytes: &[u8],

@@ -783,3 +783,30 @@ fn the_rsa_4096_handover_path_works_end_to_end() {
     let c = bob.shared_collection(p.alice.id(), docs.id()).unwrap();
     assert_eq!(c.get("a").unwrap(), b"over rsa");
 }
+
+#[test]
+fn a_second_admin_can_start_an_epoch_that_members_accept_through_the_roster() {
+    let p = people();
+    let bob = p.alice.fetch_identity(kid(&p.bob)).unwrap();
+    let carol = p.alice.fetch_identity(kid(&p.carol)).unwrap();
+    let mallory = p.alice.fetch_identity(kid(&p.mallory)).unwrap();
+    p.bob.fetch_identity(kid(&p.alice)).unwrap();
+    p.carol.fetch_identity(kid(&p.alice)).unwrap();
+    let mut g = p.alice.create_group().unwrap();
+    g.add_member(&bob, Role::Admin).unwrap();
+    g.add_member(&carol, Role::Member).unwrap();
+    g.add_member(&mallory, Role::Member).unwrap();
+    let gid = g.id();
+    // Bob (an admin Carol never pinned herself) removes Mallory: epoch 2, secret from Bob.
+    let mut gb = p.bob.group(gid).unwrap();
+    gb.remove_member(&kid(&p.mallory)).unwrap();
+    assert_eq!(p.carol.pinned_fingerprint(&kid(&p.bob)).unwrap(), None);
+    let gc = p.carol.group(gid).unwrap();
+    assert_eq!(gc.epoch(), 2);
+    assert!(!gc.roster().is_member(&kid(&p.mallory)));
+    // Carol now holds Bob's identity as the roster listed it.
+    assert_eq!(
+        p.carol.pinned_fingerprint(&kid(&p.bob)).unwrap(),
+        Some(p.bob.identity().fingerprint())
+    );
+}
