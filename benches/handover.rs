@@ -26,7 +26,8 @@
 //!    our own single-envelope seals (expected linear) and with OpenSSL doing the same
 //!    public-key operations, and the first member's `shared_collection` (cold: verify the
 //!    roster chain and fetch the group secret first; then warm). The 101 keyrings are
-//!    generated once (deterministic seeds, both cores), about 10–15 s; printed.
+//!    generated once (deterministic seeds, both cores): about 10 s, 20 s on a loaded
+//!    machine; printed.
 //!
 //! Ratios come from the same measurements as criterion's (the median time per call over
 //! its samples). Results: docs/PERFORMANCE.md.
@@ -60,6 +61,9 @@ const MEMBERS: usize = 100;
 /// The HPKE `info` of envelopes, and an `aad` the size of an envelope header.
 const HPKE_INFO: &[u8] = b"vault/v1/envelope";
 const AAD: [u8; envelope::HEADER_LEN] = [0x5a; envelope::HEADER_LEN];
+/// Criterion samples of the fast (sub-millisecond) and the slow benchmarks.
+const FAST_SAMPLES: usize = 20;
+const SLOW_SAMPLES: usize = 10;
 /// The payload of every envelope here: a 32-byte key.
 const PAYLOAD: [u8; 32] = [0x42; 32];
 
@@ -220,8 +224,13 @@ fn median(mut v: Vec<Duration>) -> Option<Duration> {
     v.get(v.len() / 2).copied()
 }
 
+/// A time in seconds, in µs below 10 ms, else in ms.
 fn us(d: f64) -> String {
-    format!("{:.1} µs", d * 1e6)
+    if d < 0.01 {
+        format!("{:.1} µs", d * 1e6)
+    } else {
+        format!("{:.1} ms", d * 1e3)
+    }
 }
 
 fn ms(d: Duration) -> String {
@@ -229,8 +238,14 @@ fn ms(d: Duration) -> String {
 }
 
 /// Runs `f` as benchmark `name` of `g` and returns the median time per call over
-/// criterion's samples (`None` if a filter skipped it).
-fn measure(g: &mut BenchmarkGroup<'_, WallTime>, name: &str, mut f: impl FnMut()) -> Option<f64> {
+/// criterion's `samples` measurement samples (the last calls; the warm-up calls before them
+/// are left out), or `None` if a filter skipped it.
+fn measure(
+    g: &mut BenchmarkGroup<'_, WallTime>,
+    samples: usize,
+    name: &str,
+    mut f: impl FnMut(),
+) -> Option<f64> {
     let mut per_call = Vec::new();
     g.bench_function(name, |b| {
         b.iter_custom(|iters| {
@@ -243,7 +258,8 @@ fn measure(g: &mut BenchmarkGroup<'_, WallTime>, name: &str, mut f: impl FnMut()
             took
         })
     });
-    median(per_call).map(|d| d.as_secs_f64())
+    let measured = per_call.split_off(per_call.len().saturating_sub(samples));
+    median(measured).map(|d| d.as_secs_f64())
 }
 
 /// Prints `RATIO <name> = x`: OpenSSL's time for the same public-key work divided by ours
@@ -272,6 +288,7 @@ fn sum(parts: &[Option<f64>]) -> Option<f64> {
 }
 
 fn bench(c: &mut Criterion) {
+    let begin = Instant::now();
     println!("LOAD 1-minute load average at start: {}", load_average());
     let reference = Reference::measure();
     let ecdh = reference.ecdh_s();
@@ -332,16 +349,16 @@ fn bench(c: &mut Criterion) {
     assert_eq!(&open_envelope(&env_hpke)[..], &PAYLOAD[..]);
     let other = p256::SecretKey::random(&mut OsRng);
     let mut g = c.benchmark_group("handover_hpke");
-    g.sample_size(20)
+    g.sample_size(FAST_SAMPLES)
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(2));
-    let p256_ecdh = measure(&mut g, "p256_ecdh", || {
+    let p256_ecdh = measure(&mut g, FAST_SAMPLES, "p256_ecdh", || {
         black_box(p256::ecdh::diffie_hellman(
             other.to_nonzero_scalar(),
             black_box(&recipient_pub).as_p256().as_affine(),
         ));
     });
-    let hpke_seal = measure(&mut g, "hpke_seal", || {
+    let hpke_seal = measure(&mut g, FAST_SAMPLES, "hpke_seal", || {
         black_box(
             exchange::hpke_seal(
                 &mut OsRng,
@@ -353,7 +370,7 @@ fn bench(c: &mut Criterion) {
             .unwrap(),
         );
     });
-    let hpke_open = measure(&mut g, "hpke_open", || {
+    let hpke_open = measure(&mut g, FAST_SAMPLES, "hpke_open", || {
         black_box(
             exchange::hpke_open(
                 recipient.exchange_secret(),
@@ -365,10 +382,10 @@ fn bench(c: &mut Criterion) {
             .unwrap(),
         );
     });
-    let env_hpke_seal = measure(&mut g, "envelope_seal", || {
+    let env_hpke_seal = measure(&mut g, FAST_SAMPLES, "envelope_seal", || {
         black_box(seal_envelope(black_box(Method::Hpke)));
     });
-    let env_hpke_open = measure(&mut g, "envelope_open", || {
+    let env_hpke_open = measure(&mut g, FAST_SAMPLES, "envelope_open", || {
         black_box(open_envelope(black_box(&env_hpke)));
     });
     g.finish();
@@ -413,20 +430,20 @@ fn bench(c: &mut Criterion) {
     let env_rsa = seal_envelope(Method::RsaOaep);
     assert_eq!(&open_envelope(&env_rsa)[..], &PAYLOAD[..]);
     let mut g = c.benchmark_group("handover_rsa4096_oaep");
-    g.sample_size(10)
+    g.sample_size(SLOW_SAMPLES)
         .sampling_mode(SamplingMode::Flat)
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3));
-    let oaep_wrap = measure(&mut g, "wrap", || {
+    let oaep_wrap = measure(&mut g, SLOW_SAMPLES, "wrap", || {
         black_box(exchange::rsa_oaep_wrap(&mut OsRng, black_box(rsa_pub), &key).unwrap());
     });
-    let oaep_unwrap = measure(&mut g, "unwrap", || {
+    let oaep_unwrap = measure(&mut g, SLOW_SAMPLES, "unwrap", || {
         black_box(exchange::rsa_oaep_unwrap(rsa_secret, black_box(&wrapped)).unwrap());
     });
-    let env_rsa_seal = measure(&mut g, "envelope_seal", || {
+    let env_rsa_seal = measure(&mut g, SLOW_SAMPLES, "envelope_seal", || {
         black_box(seal_envelope(black_box(Method::RsaOaep)));
     });
-    let env_rsa_open = measure(&mut g, "envelope_open", || {
+    let env_rsa_open = measure(&mut g, SLOW_SAMPLES, "envelope_open", || {
         black_box(open_envelope(black_box(&env_rsa)));
     });
     g.finish();
@@ -510,14 +527,19 @@ fn bench(c: &mut Criterion) {
     solo.put("hello.txt", b"for the admin alone").unwrap();
 
     let mut g = c.benchmark_group("handover_group");
-    g.sample_size(10)
+    g.sample_size(SLOW_SAMPLES)
         .sampling_mode(SamplingMode::Flat)
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3));
-    let share_big = measure(&mut g, &format!("share_with_group/{size}"), || {
-        team.share_with_group(black_box(gid)).unwrap();
-    });
-    let share_one = measure(&mut g, "share_with_group/1", || {
+    let share_big = measure(
+        &mut g,
+        SLOW_SAMPLES,
+        &format!("share_with_group/{size}"),
+        || {
+            team.share_with_group(black_box(gid)).unwrap();
+        },
+    );
+    let share_one = measure(&mut g, SLOW_SAMPLES, "share_with_group/1", || {
         solo.share_with_group(black_box(solo_gid)).unwrap();
     });
     if let (Some(big), Some(one)) = (share_big, share_one) {
@@ -547,12 +569,18 @@ fn bench(c: &mut Criterion) {
     let cold = start.elapsed();
     assert_eq!(opened.get("hello.txt").unwrap(), b"for the whole team");
     drop(opened);
-    let warm = measure(&mut g, "shared_collection/first_member", || {
-        black_box(first.shared_collection(owner, black_box(tid)).unwrap());
-    });
+    let warm = measure(
+        &mut g,
+        SLOW_SAMPLES,
+        "shared_collection/first_member",
+        || {
+            black_box(first.shared_collection(owner, black_box(tid)).unwrap());
+        },
+    );
     println!(
         "GROUP first member: group() (verify {versions} roster versions, fetch the group \
-         secret) {} once, then shared_collection {} cold; warm shared_collection {}",
+         secret) {} once, then shared_collection {} the first time; {} each time after (it \
+         then also re-verifies the manifest it remembered)",
         ms(sync),
         ms(cold),
         warm.map_or_else(|| "n/a".into(), us)
@@ -591,8 +619,9 @@ fn bench(c: &mut Criterion) {
         if let Some(seal) = env_hpke_seal {
             println!(
                 "RATIO remove-member/({remaining} x envelope-hpke-seal) = {:.2}x the time \
-                 ({} vs {remaining} x {} = {}; linear cost predicts 1.00, the rest is the \
-                 roster signature and the remaining members' identity checks)",
+                 ({} vs {remaining} x {} = {}; linear cost predicts 1.00; on top: one roster \
+                 signature, one identity-bundle verification per remaining member, store \
+                 writes)",
                 remove / (n * seal),
                 us(remove),
                 us(seal),
@@ -609,7 +638,11 @@ fn bench(c: &mut Criterion) {
             ),
         );
     }
-    println!("LOAD 1-minute load average at end: {}", load_average());
+    println!(
+        "LOAD 1-minute load average at end: {}; whole benchmark {:.0} s",
+        load_average(),
+        begin.elapsed().as_secs_f64()
+    );
 }
 
 criterion_group!(benches, bench);

@@ -100,7 +100,11 @@ fuzz_target!(|data: &[u8]| {
     // 2. Arbitrary bytes open only if they are the genuine envelope.
     match open(f, data) {
         Some(payload) => {
-            assert_eq!(data, &f.genuine[..], "arbitrary bytes opened as an envelope");
+            assert_eq!(
+                data,
+                &f.genuine[..],
+                "arbitrary bytes opened as an envelope"
+            );
             assert_eq!(payload, PAYLOAD);
             let info = peeked.expect("an envelope that opens peeks");
             assert_eq!(info.grant, f.grant);

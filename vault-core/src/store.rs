@@ -198,9 +198,9 @@ impl MemoryStore {
 
 impl Store for MemoryStore {
     fn put_page(&self, address: &PageAddress, page: &[u8]) -> Result<(), StoreError> {
-        self.maps()?
-            .pages
-            .insert(page_key(address).to_vec(), page.to_vec());
+        // Copy before taking the lock: writers on other threads only wait for the insert.
+        let (key, page) = (page_key(address).to_vec(), page.to_vec());
+        self.maps()?.pages.insert(key, page);
         Ok(())
     }
     fn get_page(&self, address: &PageAddress) -> Result<Option<Vec<u8>>, StoreError> {
@@ -216,10 +216,19 @@ impl Store for MemoryStore {
         Ok(self.maps()?.headers.get(&object_key(address)[..]).cloned())
     }
     fn delete_object_version(&self, address: &ObjectAddress) -> Result<(), StoreError> {
-        let mut m = self.maps()?;
         let prefix = object_key(address);
-        m.headers.remove(&prefix[..]);
-        m.pages.retain(|k, _| !k.starts_with(&prefix));
+        let removed: Vec<Vec<u8>> = {
+            let mut m = self.maps()?;
+            m.headers.remove(&prefix[..]);
+            let keys: Vec<Vec<u8>> = m
+                .pages
+                .range(prefix.to_vec()..)
+                .take_while(|(k, _)| k.starts_with(&prefix))
+                .map(|(k, _)| k.clone())
+                .collect();
+            keys.iter().filter_map(|k| m.pages.remove(k)).collect()
+        };
+        drop(removed); // freed outside the lock
         Ok(())
     }
     fn put_collection_key(
