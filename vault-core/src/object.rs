@@ -29,7 +29,7 @@ use zeroize::Zeroizing;
 use crate::error::{integrity, Error};
 use crate::ids::{CollectionId, ObjectId, VaultId};
 use crate::keys::{DataKey, HASH_OBJECT, SEAL_OBJECT_HEADER};
-use crate::page::{open_page, seal_page, Compression, PagePosition, MAX_PAGE_SIZE, MIN_PAGE_SIZE};
+use crate::page::{open_page, seal_page_into, Compression, PagePosition, MAX_PAGE_SIZE, MIN_PAGE_SIZE};
 use crate::store::{ObjectAddress, PageAddress, Store};
 use crate::wire::{Malformed, Reader, Writer};
 
@@ -317,6 +317,16 @@ pub(crate) struct Written {
     pub digest: [u8; 32],
 }
 
+/// One `read` call, retried on `Interrupted`.
+fn read_some(reader: &mut dyn io::Read, buf: &mut [u8]) -> io::Result<usize> {
+    loop {
+        match reader.read(buf) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            other => return other,
+        }
+    }
+}
+
 /// Streams an object into sealed pages; memory is one page, whatever the object's size.
 pub struct ObjectWriter<'a, R: CryptoRngCore> {
     rng: R,
@@ -327,7 +337,12 @@ pub struct ObjectWriter<'a, R: CryptoRngCore> {
     page_size: u32,
     compression: Compression,
     key: DataKey,
+    /// The page being collected: its first `filled` bytes. Grows (zeroed, doubling) up to
+    /// `page_size` as data arrives, so a small object never allocates a whole page.
     buffer: Vec<u8>,
+    filled: usize,
+    /// The sealed page, reused from page to page.
+    sealed: Vec<u8>,
     tags: Vec<[u8; TAG_LEN]>,
     size: u64,
     records: Option<Vec<IndexEntry>>,
@@ -361,7 +376,9 @@ impl<'a, R: CryptoRngCore> ObjectWriter<'a, R> {
             page_size,
             compression,
             key,
-            buffer: Vec::with_capacity(page_size as usize),
+            buffer: Vec::new(),
+            filled: 0,
+            sealed: Vec::new(),
             tags: Vec::new(),
             size: 0,
             records: None,
@@ -376,26 +393,66 @@ impl<'a, R: CryptoRngCore> ObjectWriter<'a, R> {
 
     fn emit(&mut self, last: bool) -> Result<(), Error> {
         let buffer = std::mem::take(&mut self.buffer);
-        let result = self.emit_page(&buffer, last);
+        let result = self.emit_page(&buffer[..self.filled], last);
         self.buffer = buffer;
-        self.buffer.clear();
+        self.filled = 0;
         result
+    }
+
+    /// Makes the page buffer at least `needed` bytes long (at most a page), doubling.
+    fn grow(&mut self, needed: usize) {
+        if self.buffer.len() < needed {
+            let page = self.page_size as usize;
+            let len = needed.max(self.buffer.len() * 2).max(64 * 1024).min(page);
+            self.buffer.resize(len, 0);
+        }
+    }
+
+    /// Reads `reader` to its end straight into the page buffer (no intermediate copy, as
+    /// `std::io::copy` would make), sealing each page as it fills. A full page is sealed as
+    /// "not last" only once more data is known to follow.
+    pub(crate) fn read_from(&mut self, reader: &mut dyn io::Read) -> io::Result<()> {
+        let page = self.page_size as usize;
+        loop {
+            if self.filled == page {
+                let mut ahead = [0u8; 4096]; // MIN_PAGE_SIZE: always fits a page
+                let n = read_some(reader, &mut ahead)?;
+                if n == 0 {
+                    return Ok(());
+                }
+                self.emit(false).map_err(io::Error::other)?;
+                self.grow(n);
+                self.buffer[..n].copy_from_slice(&ahead[..n]);
+                self.filled = n;
+                self.size += n as u64;
+                continue;
+            }
+            self.grow(self.filled + 1);
+            let n = read_some(reader, &mut self.buffer[self.filled..])?;
+            if n == 0 {
+                return Ok(());
+            }
+            self.filled += n;
+            self.size += n as u64;
+        }
     }
 
     fn emit_page(&mut self, content: &[u8], last: bool) -> Result<(), Error> {
         let index = u32::try_from(self.tags.len())
             .map_err(|_| Error::InvalidInput("object has too many pages"))?;
         let (position, address) = self.place.page(index, last);
-        let page = seal_page(
+        seal_page_into(
             &self.key,
             &position,
             content,
             self.page_size,
             self.compression,
+            &mut self.sealed,
         )?;
+        let page = &self.sealed;
         let mut tag = [0u8; TAG_LEN];
         tag.copy_from_slice(&page[page.len() - TAG_LEN..]);
-        self.store.put_page(&address, &page)?;
+        self.store.put_page(&address, page)?;
         self.tags.push(tag);
         Ok(())
     }
@@ -425,12 +482,12 @@ impl<R: CryptoRngCore> Write for ObjectWriter<'_, R> {
     fn write(&mut self, mut data: &[u8]) -> io::Result<usize> {
         let n = data.len();
         while !data.is_empty() {
-            if self.buffer.len() == self.page_size as usize {
+            if self.filled == self.page_size as usize {
                 // More data follows, so the buffered page is not the last one.
                 self.emit(false).map_err(io::Error::other)?;
             }
             let page = self.page_size as usize;
-            if self.buffer.is_empty() && data.len() > page {
+            if self.filled == 0 && data.len() > page {
                 // A whole page that is certainly not the last: seal it from the caller's
                 // buffer without copying it into ours.
                 self.emit_page(&data[..page], false)
@@ -439,9 +496,11 @@ impl<R: CryptoRngCore> Write for ObjectWriter<'_, R> {
                 data = &data[page..];
                 continue;
             }
-            let room = self.page_size as usize - self.buffer.len();
+            let room = page - self.filled;
             let take = room.min(data.len());
-            self.buffer.extend_from_slice(&data[..take]);
+            self.grow(self.filled + take);
+            self.buffer[self.filled..self.filled + take].copy_from_slice(&data[..take]);
+            self.filled += take;
             self.size += take as u64;
             data = &data[take..];
         }

@@ -172,6 +172,20 @@ pub fn seal_page(
     page_size: u32,
     compression: Compression,
 ) -> Result<Vec<u8>, Error> {
+    let mut out = Vec::new();
+    seal_page_into(key, position, content, page_size, compression, &mut out)?;
+    Ok(out)
+}
+
+/// [`seal_page`] into `out` (cleared first), so a writer reuses one buffer for every page.
+pub fn seal_page_into(
+    key: &DataKey,
+    position: &PagePosition,
+    content: &[u8],
+    page_size: u32,
+    compression: Compression,
+    out: &mut Vec<u8>,
+) -> Result<(), Error> {
     if content.len() > page_size as usize || !(MIN_PAGE_SIZE..=MAX_PAGE_SIZE).contains(&page_size) {
         return Err(Error::InvalidInput(
             "page content larger than the page size",
@@ -196,7 +210,8 @@ pub fn seal_page(
     };
     let inner_len = INNER_HEADER + body.len();
     let padded = padded_len(inner_len, page_size).max(inner_len);
-    let mut out = Vec::with_capacity(2 + padded + TAG_LEN);
+    out.clear();
+    out.reserve(2 + padded + TAG_LEN);
     out.push(PAGE_VERSION);
     out.push(PAGE_SUITE);
     out.push(codec);
@@ -215,7 +230,7 @@ pub fn seal_page(
     }
     let t: [u8; TAG_LEN] = mac.finalize().into_bytes().into();
     out.extend_from_slice(&t);
-    Ok(out)
+    Ok(())
 }
 
 type Aes256Ctr = ctr::Ctr128BE<aes::Aes256>;

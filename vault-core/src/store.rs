@@ -200,7 +200,8 @@ impl Store for MemoryStore {
     fn put_page(&self, address: &PageAddress, page: &[u8]) -> Result<(), StoreError> {
         // Copy before taking the lock: writers on other threads only wait for the insert.
         let (key, page) = (page_key(address).to_vec(), page.to_vec());
-        self.maps()?.pages.insert(key, page);
+        let replaced = self.maps()?.pages.insert(key, page);
+        drop(replaced); // freed outside the lock
         Ok(())
     }
     fn get_page(&self, address: &PageAddress) -> Result<Option<Vec<u8>>, StoreError> {

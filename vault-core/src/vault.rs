@@ -895,7 +895,7 @@ impl<S: Store> Batch<'_, '_, S> {
             writer.set_records(index);
         }
         self.written.push(place.address());
-        std::io::copy(reader, &mut writer).map_err(io_to_vault_error)?;
+        writer.read_from(reader).map_err(io_to_vault_error)?;
         writer.flush()?;
         let written = writer.finish()?;
         if let Some((id, old)) = &existing {
