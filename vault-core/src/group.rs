@@ -526,7 +526,8 @@ impl<S: Store> Group<'_, S> {
     }
 
     /// Adds `identity` (pinned first: a changed key is [`Error::KeyChanged`]) with `role`,
-    /// and hands the current group secret to it. Admins only.
+    /// and hands it the current group secret and the earlier ones this admin holds. Admins
+    /// only.
     pub fn add_member(&mut self, identity: &IdentityBundle, role: Role) -> Result<(), Error> {
         self.require_admin()?;
         self.vault.pin(identity)?;
@@ -541,7 +542,16 @@ impl<S: Store> Group<'_, S> {
             now(),
         )?;
         self.publish(roster, &signed)?;
-        v.hand_group_secret(&secret, identity)
+        v.hand_group_secret(&secret, identity)?;
+        // The secrets of earlier epochs this admin holds too: collections handed to the group
+        // before its last epoch change (and not rotated since) are then readable by the new
+        // member, like by every other current member.
+        for epoch in 1..self.epoch() {
+            if let Some(old) = v.group_secret(&self.id(), epoch)? {
+                v.hand_group_secret(&old, identity)?;
+            }
+        }
+        Ok(())
     }
 
     /// Removes member `id` and starts a new epoch: a fresh group secret handed to every

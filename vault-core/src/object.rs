@@ -29,7 +29,9 @@ use zeroize::Zeroizing;
 use crate::error::{integrity, Error};
 use crate::ids::{CollectionId, ObjectId, VaultId};
 use crate::keys::{DataKey, HASH_OBJECT, SEAL_OBJECT_HEADER};
-use crate::page::{open_page, seal_page_into, Compression, PagePosition, MAX_PAGE_SIZE, MIN_PAGE_SIZE};
+use crate::page::{
+    open_page, seal_page_into, Compression, PagePosition, MAX_PAGE_SIZE, MIN_PAGE_SIZE,
+};
 use crate::store::{ObjectAddress, PageAddress, Store};
 use crate::wire::{Malformed, Reader, Writer};
 

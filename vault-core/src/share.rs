@@ -362,8 +362,12 @@ impl<S: Store> Vault<S> {
         let mut out: Vec<Incoming> = Vec::new();
         let mut recipients: Vec<([u8; 16], Option<GroupId>)> =
             vec![(*self.keyring.id().as_bytes(), None)];
-        for g in self.known_groups()? {
-            recipients.push((*g.as_bytes(), Some(g)));
+        for g in self.groups()? {
+            // Verify the roster chain and fetch the group secrets handed to this user; a
+            // group that does not verify (e.g. its creator is not pinned here) is skipped.
+            if self.sync_roster(&g).is_ok() {
+                recipients.push((*g.as_bytes(), Some(g)));
+            }
         }
         for (recipient, via_group) in recipients {
             for key in self.store.list_records(RecordKind::Envelope, &recipient)? {

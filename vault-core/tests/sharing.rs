@@ -810,3 +810,26 @@ fn a_second_admin_can_start_an_epoch_that_members_accept_through_the_roster() {
         Some(p.bob.identity().fingerprint())
     );
 }
+
+#[test]
+fn a_member_added_after_a_removal_reads_a_collection_not_rotated_yet() {
+    let p = people();
+    let gid = group_with_bob_and_carol(&p);
+    let mut team = p.alice.collection("team").unwrap();
+    team.put("old.txt", b"history").unwrap();
+    team.share_with_group(gid).unwrap();
+    let tid = team.id();
+    drop(team);
+    let mut g = p.alice.group(gid).unwrap();
+    g.remove_member(&kid(&p.carol)).unwrap(); // epoch 2; "team" not written (rotated) since
+    let mallory = p.alice.fetch_identity(kid(&p.mallory)).unwrap();
+    p.mallory.fetch_identity(kid(&p.alice)).unwrap();
+    g.add_member(&mallory, Role::Member).unwrap();
+    // Without opening the group first: incoming() syncs the groups it finds.
+    let found = p.mallory.incoming().unwrap();
+    assert!(found
+        .iter()
+        .any(|i| i.collection == tid && i.via_group == Some(gid)));
+    let c = p.mallory.shared_collection(p.alice.id(), tid).unwrap();
+    assert_eq!(c.get("old.txt").unwrap(), b"history");
+}
