@@ -28,10 +28,8 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
-use vault_core::{
-    CollectionId, Compression, LocalState, MemoryStore, ObjectAddress, PageAddress, PutOptions,
-    RecordKind, SledStore, Store, StoreError, Swap, Vault,
-};
+use vault_benches::{DiscardPages, SplitStore};
+use vault_core::{Compression, LocalState, MemoryStore, PutOptions, SledStore, Store, Vault};
 use vault_keyring::{Keyring, KeyringOptions};
 
 const MIB: usize = 1024 * 1024;
@@ -105,61 +103,6 @@ fn two_cores<S: Store>(v: &Vault<S>, objects: &[Vec<u8>]) -> (f64, f64) {
         });
     });
     (one, two)
-}
-
-/// A store that discards pages and keeps everything else in memory: what remains is the
-/// library's own work (compression, encryption, MAC, headers, manifests, signatures).
-struct DiscardPages(MemoryStore);
-
-impl Store for DiscardPages {
-    fn put_page(&self, _: &PageAddress, _: &[u8]) -> Result<(), StoreError> {
-        Ok(())
-    }
-    fn get_page(&self, _: &PageAddress) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(None)
-    }
-    fn put_header(&self, a: &ObjectAddress, h: &[u8]) -> Result<(), StoreError> {
-        self.0.put_header(a, h)
-    }
-    fn get_header(&self, a: &ObjectAddress) -> Result<Option<Vec<u8>>, StoreError> {
-        self.0.get_header(a)
-    }
-    fn delete_object_version(&self, a: &ObjectAddress) -> Result<(), StoreError> {
-        self.0.delete_object_version(a)
-    }
-    fn put_collection_key(&self, c: &CollectionId, e: u32, w: &[u8]) -> Result<(), StoreError> {
-        self.0.put_collection_key(c, e, w)
-    }
-    fn get_collection_key(&self, c: &CollectionId, e: u32) -> Result<Option<Vec<u8>>, StoreError> {
-        self.0.get_collection_key(c, e)
-    }
-    fn get_manifest(&self, c: &CollectionId) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
-        self.0.get_manifest(c)
-    }
-    fn swap_manifest(
-        &self,
-        c: &CollectionId,
-        e: u64,
-        v: u64,
-        m: &[u8],
-    ) -> Result<Swap, StoreError> {
-        self.0.swap_manifest(c, e, v, m)
-    }
-    fn list_collections(&self) -> Result<Vec<CollectionId>, StoreError> {
-        self.0.list_collections()
-    }
-    fn put_record(&self, k: RecordKind, key: &[u8], v: &[u8]) -> Result<(), StoreError> {
-        self.0.put_record(k, key, v)
-    }
-    fn insert_record(&self, k: RecordKind, key: &[u8], v: &[u8]) -> Result<bool, StoreError> {
-        self.0.insert_record(k, key, v)
-    }
-    fn get_record(&self, k: RecordKind, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        self.0.get_record(k, key)
-    }
-    fn list_records(&self, k: RecordKind, p: &[u8]) -> Result<Vec<Vec<u8>>, StoreError> {
-        self.0.list_records(k, p)
-    }
 }
 
 fn mbs(r: f64) -> String {
@@ -315,7 +258,7 @@ fn ratios() {
     //    discards pages (the library's own work), the in-memory store, and the sled store.
     let objects: Vec<Vec<u8>> = (0..16).map(|i| random(MIB, 100 + i)).collect();
     let discard = Vault::open(
-        DiscardPages(MemoryStore::new()),
+        SplitStore::new(DiscardPages),
         keyring(3),
         LocalState::in_memory(),
     );

@@ -18,10 +18,8 @@ use std::time::Instant;
 
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
-use vault_core::{
-    CollectionId, Compression, LocalState, ObjectAddress, PageAddress, PutOptions, RecordKind,
-    SledStore, Store, StoreError, Swap, Vault,
-};
+use vault_benches::{PageSink, SplitStore};
+use vault_core::{Compression, LocalState, PageAddress, PutOptions, SledStore, StoreError, Vault};
 use vault_keyring::{Keyring, KeyringOptions};
 
 const MIB: u64 = 1024 * 1024;
@@ -66,13 +64,12 @@ impl io::Write for Sum {
     }
 }
 
-/// Pages as files in a directory; everything else (small) in memory.
-struct FileStore {
+/// Pages as files in a directory (one file per page); everything else in memory.
+struct FilePages {
     dir: std::path::PathBuf,
-    small: vault_core::MemoryStore,
 }
 
-impl FileStore {
+impl FilePages {
     fn path(&self, a: &PageAddress) -> std::path::PathBuf {
         self.dir.join(format!(
             "{}-{}-{}-{}",
@@ -85,58 +82,16 @@ fn io_err(e: io::Error) -> StoreError {
     StoreError::new(e.to_string())
 }
 
-impl Store for FileStore {
-    fn put_page(&self, a: &PageAddress, page: &[u8]) -> Result<(), StoreError> {
+impl PageSink for FilePages {
+    fn put(&self, a: &PageAddress, page: &[u8]) -> Result<(), StoreError> {
         std::fs::write(self.path(a), page).map_err(io_err)
     }
-    fn get_page(&self, a: &PageAddress) -> Result<Option<Vec<u8>>, StoreError> {
+    fn get(&self, a: &PageAddress) -> Result<Option<Vec<u8>>, StoreError> {
         match std::fs::read(self.path(a)) {
             Ok(b) => Ok(Some(b)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(io_err(e)),
         }
-    }
-    fn put_header(&self, a: &ObjectAddress, h: &[u8]) -> Result<(), StoreError> {
-        self.small.put_header(a, h)
-    }
-    fn get_header(&self, a: &ObjectAddress) -> Result<Option<Vec<u8>>, StoreError> {
-        self.small.get_header(a)
-    }
-    fn delete_object_version(&self, a: &ObjectAddress) -> Result<(), StoreError> {
-        self.small.delete_object_version(a)
-    }
-    fn put_collection_key(&self, c: &CollectionId, e: u32, w: &[u8]) -> Result<(), StoreError> {
-        self.small.put_collection_key(c, e, w)
-    }
-    fn get_collection_key(&self, c: &CollectionId, e: u32) -> Result<Option<Vec<u8>>, StoreError> {
-        self.small.get_collection_key(c, e)
-    }
-    fn get_manifest(&self, c: &CollectionId) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
-        self.small.get_manifest(c)
-    }
-    fn swap_manifest(
-        &self,
-        c: &CollectionId,
-        e: u64,
-        v: u64,
-        m: &[u8],
-    ) -> Result<Swap, StoreError> {
-        self.small.swap_manifest(c, e, v, m)
-    }
-    fn list_collections(&self) -> Result<Vec<CollectionId>, StoreError> {
-        self.small.list_collections()
-    }
-    fn put_record(&self, k: RecordKind, key: &[u8], v: &[u8]) -> Result<(), StoreError> {
-        self.small.put_record(k, key, v)
-    }
-    fn insert_record(&self, k: RecordKind, key: &[u8], v: &[u8]) -> Result<bool, StoreError> {
-        self.small.insert_record(k, key, v)
-    }
-    fn get_record(&self, k: RecordKind, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        self.small.get_record(k, key)
-    }
-    fn list_records(&self, k: RecordKind, prefix: &[u8]) -> Result<Vec<Vec<u8>>, StoreError> {
-        self.small.list_records(k, prefix)
     }
 }
 
@@ -170,10 +125,9 @@ fn main() {
     // Part 1: the library's streaming path, pages to files.
     std::fs::create_dir_all(dir.path().join("files")).unwrap();
     let vault = Vault::open(
-        FileStore {
+        SplitStore::new(FilePages {
             dir: dir.path().join("files"),
-            small: vault_core::MemoryStore::new(),
-        },
+        }),
         keyring,
         LocalState::in_memory(),
     );

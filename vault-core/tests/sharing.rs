@@ -30,6 +30,14 @@ impl Evil {
     fn hide(&self, kind: RecordKind, key: &[u8]) {
         self.hidden.lock().unwrap().insert((kind, key.to_vec()));
     }
+    /// What the store holds under `key` (the record must exist).
+    fn get(&self, kind: RecordKind, key: &[u8]) -> Vec<u8> {
+        self.inner.get_record(kind, key).unwrap().unwrap()
+    }
+    /// The server writes `value` under `key`.
+    fn set(&self, kind: RecordKind, key: &[u8], value: &[u8]) {
+        self.inner.put_record(kind, key, value).unwrap();
+    }
     fn is_hidden(&self, kind: RecordKind, key: &[u8]) -> bool {
         self.hidden.lock().unwrap().contains(&(kind, key.to_vec()))
     }
@@ -401,35 +409,27 @@ fn retargeted_envelopes_are_refused() {
     other.share_with(&bob).unwrap();
     let owner = p.alice.id();
     let b = *kid(&p.bob).as_bytes();
-    let docs_env = p
-        .evil
-        .get_record(
-            RecordKind::Envelope,
-            &envelope_key(&b, owner.as_bytes(), docs.as_bytes(), 1),
-        )
-        .unwrap()
-        .unwrap();
+    let docs_env = p.evil.get(
+        RecordKind::Envelope,
+        &envelope_key(&b, owner.as_bytes(), docs.as_bytes(), 1),
+    );
     // The envelope of "docs" placed where "other"'s should be.
-    p.evil
-        .put_record(
-            RecordKind::Envelope,
-            &envelope_key(&b, owner.as_bytes(), other.id().as_bytes(), 1),
-            &docs_env,
-        )
-        .unwrap();
+    p.evil.set(
+        RecordKind::Envelope,
+        &envelope_key(&b, owner.as_bytes(), other.id().as_bytes(), 1),
+        &docs_env,
+    );
     assert_integrity(
         p.bob.shared_collection(owner, other.id()),
         "docs' envelope at other's address",
     );
     // Claimed for another owner.
     let fake_owner = VaultId::from_bytes([7; 16]);
-    p.evil
-        .put_record(
-            RecordKind::Envelope,
-            &envelope_key(&b, fake_owner.as_bytes(), docs.as_bytes(), 1),
-            &docs_env,
-        )
-        .unwrap();
+    p.evil.set(
+        RecordKind::Envelope,
+        &envelope_key(&b, fake_owner.as_bytes(), docs.as_bytes(), 1),
+        &docs_env,
+    );
     assert_integrity(
         p.bob.shared_collection(fake_owner, docs),
         "envelope claimed for another owner",
@@ -444,21 +444,15 @@ fn an_envelope_for_another_recipient_is_refused() {
     let carol_id = kid(&p.carol);
     p.carol.fetch_identity(kid(&p.alice)).unwrap();
     // Bob's envelope copied to Carol's address: addressed to Bob, encrypted to Bob.
-    let bob_env = p
-        .evil
-        .get_record(
-            RecordKind::Envelope,
-            &envelope_key(kid(&p.bob).as_bytes(), owner.as_bytes(), docs.as_bytes(), 1),
-        )
-        .unwrap()
-        .unwrap();
-    p.evil
-        .put_record(
-            RecordKind::Envelope,
-            &envelope_key(carol_id.as_bytes(), owner.as_bytes(), docs.as_bytes(), 1),
-            &bob_env,
-        )
-        .unwrap();
+    let bob_env = p.evil.get(
+        RecordKind::Envelope,
+        &envelope_key(kid(&p.bob).as_bytes(), owner.as_bytes(), docs.as_bytes(), 1),
+    );
+    p.evil.set(
+        RecordKind::Envelope,
+        &envelope_key(carol_id.as_bytes(), owner.as_bytes(), docs.as_bytes(), 1),
+        &bob_env,
+    );
     assert_integrity(
         p.carol.shared_collection(owner, docs),
         "bob's envelope at carol's address",
@@ -491,21 +485,15 @@ fn a_replayed_envelope_of_an_old_epoch_is_refused() {
     c.put("new", b"epoch 2").unwrap();
     let owner = p.alice.id();
     let b = *kid(&p.bob).as_bytes();
-    let old = p
-        .evil
-        .get_record(
-            RecordKind::Envelope,
-            &envelope_key(&b, owner.as_bytes(), docs.as_bytes(), 1),
-        )
-        .unwrap()
-        .unwrap();
-    p.evil
-        .put_record(
-            RecordKind::Envelope,
-            &envelope_key(&b, owner.as_bytes(), docs.as_bytes(), 2),
-            &old,
-        )
-        .unwrap();
+    let old = p.evil.get(
+        RecordKind::Envelope,
+        &envelope_key(&b, owner.as_bytes(), docs.as_bytes(), 1),
+    );
+    p.evil.set(
+        RecordKind::Envelope,
+        &envelope_key(&b, owner.as_bytes(), docs.as_bytes(), 2),
+        &old,
+    );
     assert_integrity(
         p.bob.shared_collection(owner, docs),
         "epoch 1 envelope replayed as epoch 2",
@@ -534,18 +522,16 @@ fn a_collection_key_handed_by_someone_other_than_the_owner_is_refused() {
         0,
     )
     .unwrap();
-    p.evil
-        .put_record(
-            RecordKind::Envelope,
-            &envelope_key(
-                kid(&p.bob).as_bytes(),
-                p.alice.id().as_bytes(),
-                docs.as_bytes(),
-                2,
-            ),
-            &forged,
-        )
-        .unwrap();
+    p.evil.set(
+        RecordKind::Envelope,
+        &envelope_key(
+            kid(&p.bob).as_bytes(),
+            p.alice.id().as_bytes(),
+            docs.as_bytes(),
+            2,
+        ),
+        &forged,
+    );
     assert_integrity(
         p.bob.shared_collection(p.alice.id(), docs),
         "collection key from a non-owner",
@@ -656,11 +642,7 @@ fn an_injected_roster_version_is_refused() {
     let mut other = p.mallory.create_group().unwrap();
     let bob = p.mallory.fetch_identity(kid(&p.bob)).unwrap();
     other.add_member(&bob, Role::Admin).unwrap();
-    let foreign = p
-        .evil
-        .get_record(RecordKind::Roster, &roster_key(&other.id(), 2))
-        .unwrap()
-        .unwrap();
+    let foreign = p.evil.get(RecordKind::Roster, &roster_key(&other.id(), 2));
     p.evil
         .put_record(RecordKind::Roster, &roster_key(&gid, 4), &foreign)
         .unwrap();
@@ -668,11 +650,7 @@ fn an_injected_roster_version_is_refused() {
     assert_integrity(p.bob.group(gid), "another group's roster spliced in");
     // A roster re-signed by a mere member (Bob) to inject Mallory: Bob is not an admin of
     // version 3, so even his valid signature does not count.
-    let v3 = p
-        .evil
-        .get_record(RecordKind::Roster, &roster_key(&gid, 3))
-        .unwrap()
-        .unwrap();
+    let v3 = p.evil.get(RecordKind::Roster, &roster_key(&gid, 3));
     let mut bad = v3.clone();
     let last = bad.len() - 1;
     bad[last] ^= 1;
@@ -694,11 +672,7 @@ fn a_rolled_back_or_forked_roster_is_refused() {
     assert_integrity(p.bob.group(gid), "roster rolled back to version 3");
     // The server replaces version 4 with another version 4 (a fork): Alice re-adds nobody
     // but the bytes differ (a re-signed copy of version 3's successor).
-    let v3 = p
-        .evil
-        .get_record(RecordKind::Roster, &roster_key(&gid, 3))
-        .unwrap()
-        .unwrap();
+    let v3 = p.evil.get(RecordKind::Roster, &roster_key(&gid, 3));
     p.evil.hidden.lock().unwrap().clear();
     p.evil
         .put_record(RecordKind::Roster, &roster_key(&gid, 4), &v3)
@@ -712,26 +686,20 @@ fn a_group_secret_envelope_copied_to_a_non_member_opens_nothing() {
     let gid = group_with_bob_and_carol(&p);
     let alice_id = *p.alice.id().as_bytes();
     let _ = alice_id;
-    let bob_env = p
-        .evil
-        .get_record(
-            RecordKind::Envelope,
-            &envelope_key(kid(&p.bob).as_bytes(), gid.as_bytes(), gid.as_bytes(), 1),
-        )
-        .unwrap()
-        .unwrap();
-    p.evil
-        .put_record(
-            RecordKind::Envelope,
-            &envelope_key(
-                kid(&p.mallory).as_bytes(),
-                gid.as_bytes(),
-                gid.as_bytes(),
-                1,
-            ),
-            &bob_env,
-        )
-        .unwrap();
+    let bob_env = p.evil.get(
+        RecordKind::Envelope,
+        &envelope_key(kid(&p.bob).as_bytes(), gid.as_bytes(), gid.as_bytes(), 1),
+    );
+    p.evil.set(
+        RecordKind::Envelope,
+        &envelope_key(
+            kid(&p.mallory).as_bytes(),
+            gid.as_bytes(),
+            gid.as_bytes(),
+            1,
+        ),
+        &bob_env,
+    );
     p.mallory.fetch_identity(kid(&p.alice)).unwrap();
     assert_integrity(
         p.mallory.group(gid),
@@ -763,19 +731,15 @@ fn the_rsa_4096_handover_path_works_end_to_end() {
     let mut docs = p.alice.collection("docs").unwrap();
     docs.put("a", b"over rsa").unwrap();
     docs.share_with(&bob_bundle).unwrap();
-    let env = p
-        .evil
-        .get_record(
-            RecordKind::Envelope,
-            &envelope_key(
-                bob.keyring().id().as_bytes(),
-                p.alice.id().as_bytes(),
-                docs.id().as_bytes(),
-                1,
-            ),
-        )
-        .unwrap()
-        .unwrap();
+    let env = p.evil.get(
+        RecordKind::Envelope,
+        &envelope_key(
+            bob.keyring().id().as_bytes(),
+            p.alice.id().as_bytes(),
+            docs.id().as_bytes(),
+            1,
+        ),
+    );
     assert_eq!(
         vault_keyring::envelope::peek(&env).unwrap().method,
         vault_keyring::envelope::Method::RsaOaep
