@@ -6,6 +6,8 @@
 //! ```
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -240,28 +242,6 @@ fn render(v: &Vector) -> String {
 #[test]
 fn page_vectors_pass_and_are_current() {
     let generated = generate();
-    if std::env::var_os("VAULT_REGENERATE_VECTORS").is_some() {
-        std::fs::create_dir_all(dir()).unwrap();
-        for (name, v) in &generated {
-            std::fs::write(dir().join(format!("{name}.json")), render(v)).unwrap();
-        }
-    }
-    let mut files = BTreeMap::new();
-    for entry in std::fs::read_dir(dir()).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().and_then(|e| e.to_str()) == Some("json") {
-            let name = path.file_stem().unwrap().to_str().unwrap().to_string();
-            let v: Vector = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-            files.insert(name, v);
-        }
-    }
-    assert_eq!(
-        files.keys().collect::<Vec<_>>(),
-        generated.keys().collect::<Vec<_>>()
-    );
-    for (name, v) in &files {
-        check(name, v);
-        assert_eq!(render(v), render(&generated[name]), "{name}.json is stale");
-    }
-    assert_eq!(files.len(), 15);
+    let n = common::check_vector_dir(&dir(), &generated, render, check);
+    assert_eq!(n, 15);
 }
