@@ -229,6 +229,17 @@ impl<S: Store> Vault<S> {
                     .store
                     .get_record(RecordKind::Roster, &roster_key(group, 1))?
                     .ok_or(Error::NotFound)?;
+                // Version 1 is trusted through its creator's pinned identity (groups.md §3):
+                // say whom to pin when it is not (the signer id is at offset 131).
+                if let Some(signer) = first
+                    .get(131..147)
+                    .and_then(|b| <[u8; 16]>::try_from(b).ok())
+                    .map(KeyringId::from_bytes)
+                {
+                    if self.pinned_identity(&signer)?.is_none() {
+                        return Err(Error::UnknownIdentity(signer));
+                    }
+                }
                 self.open_roster(&first, group, None)?
             }
         };

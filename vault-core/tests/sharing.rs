@@ -797,3 +797,17 @@ fn a_member_added_after_a_removal_reads_a_collection_not_rotated_yet() {
     let c = p.mallory.shared_collection(p.alice.id(), tid).unwrap();
     assert_eq!(c.get("old.txt").unwrap(), b"history");
 }
+
+#[test]
+fn a_group_whose_creator_is_not_pinned_asks_for_the_creator() {
+    let p = people();
+    let gid = group_with_bob_and_carol(&p);
+    // Mallory never pinned Alice: she is told whom to verify, and nothing is accepted.
+    match p.mallory.group(gid) {
+        Err(Error::UnknownIdentity(id)) => assert_eq!(id, kid(&p.alice)),
+        other => panic!(
+            "expected UnknownIdentity, got {:?}",
+            other.map(|g| g.epoch())
+        ),
+    }
+}
