@@ -435,12 +435,12 @@ pub(crate) fn verify_pss(
         .map_err(|_| "signature does not verify")
 }
 
-/// [`decode_rsa_public`] for the test suites: strict PKCS#1 decoding of a key of `bits`.
+/// `decode_rsa_public` for the test suites: strict PKCS#1 decoding of a key of `bits`.
 pub fn decode_rsa_public_strict(der: &[u8], bits: usize) -> Result<RsaPublicKey, Error> {
     decode_rsa_public(der, bits).map_err(auth_failed)
 }
 
-/// [`verify_pss`] for the test suites: RSASSA-PSS-SHA256 (MGF1-SHA256, salt 32) over
+/// `verify_pss` for the test suites: RSASSA-PSS-SHA256 (MGF1-SHA256, salt 32) over
 /// `domain || message`.
 pub fn verify_pss_public(
     key: &RsaPublicKey,

@@ -153,9 +153,9 @@ struct Maps {
 pub enum RecordKind {
     /// A published identity bundle; key: keyring id (16 bytes).
     Identity,
-    /// An envelope; key: recipient[16] || owner[16] || target[16] || u32 epoch.
+    /// An envelope; key: `recipient[16] || owner[16] || target[16] || u32 epoch`.
     Envelope,
-    /// A group roster version; key: group id[16] || u64 roster version.
+    /// A group roster version; key: `group id[16] || u64 roster version`.
     Roster,
 }
 
