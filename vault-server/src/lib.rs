@@ -2,7 +2,8 @@
 //!
 //! The thin server of the end-to-end encrypted vault (BRIEF R14): it stores opaque bytes and
 //! never holds a decryption key. This first part is the login and session layer
-//! ([`auth`]); the HTTP API and the storage backends build on it.
+//! ([`auth`]) and the storage seam for accounts and sessions ([`store`], sled backend); the
+//! HTTP API builds on them.
 //!
 //! The client proves its password by a 32-byte login secret derived from it
 //! (docs/spec/keyring.md §3); the server keeps only a slow, salted [`auth::Verifier`] of that
@@ -51,3 +52,4 @@
 #![deny(missing_docs)]
 
 pub mod auth;
+pub mod store;

@@ -1,0 +1,82 @@
+//! The server's storage seam (issue #5, docs/spec/login.md §10): what the server keeps per
+//! account — the login verifier, the sealed keyring blob (versioned, compare-and-swap) and
+//! the public identity bundle — and its sessions. Every value is opaque to the server except
+//! the verifier, which it checks; none of them opens user data.
+//!
+//! One trait, several backends, one contract suite (`tests/store_contract.rs`) run
+//! unchanged against each: [`SledBackend`] (the embedded default, a data directory) now;
+//! PostgreSQL follows with the HTTP API. Collections, pages, envelopes, rosters and the
+//! change feed join this seam with the sync API.
+
+mod sled_backend;
+
+pub use sled_backend::SledBackend;
+
+use crate::auth::UserId;
+
+/// A failure of the storage backend itself (I/O, database). Its message is for the
+/// operator's log; it never contains user data (the server holds only opaque bytes).
+#[derive(Debug, thiserror::Error)]
+#[error("storage backend: {0}")]
+pub struct BackendError(String);
+
+impl BackendError {
+    /// An error with a message.
+    pub fn new(message: impl Into<String>) -> Self {
+        Self(message.into())
+    }
+}
+
+/// Outcome of a compare-and-swap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cas {
+    /// Replaced; the new version is durable.
+    Done,
+    /// The stored version was not the expected one; nothing changed.
+    Conflict {
+        /// The version stored now (0: no record).
+        current: u64,
+    },
+}
+
+/// What registration stores, all at once.
+#[derive(Debug, Clone, Copy)]
+pub struct NewAccount<'a> {
+    /// The account id (the keyring id: 16 random bytes the client chose).
+    pub user: UserId,
+    /// The encoded login verifier (`auth::Verifier::to_bytes`).
+    pub verifier: &'a [u8],
+    /// The sealed keyring blob (opaque; version 1).
+    pub keyring: &'a [u8],
+    /// The identity bundle (public).
+    pub identity: &'a [u8],
+}
+
+/// Accounts: verifier, keyring blob, identity bundle.
+///
+/// Contract (tested by `tests/store_contract.rs` for every backend):
+/// - `create_account` stores all three parts atomically or none, and refuses (returns
+///   `false`, changing nothing) when the user exists;
+/// - the keyring blob starts at version 1 and changes only through `swap_keyring` with the
+///   current version; versions rise by one;
+/// - every write that returns `Ok` is durable (survives a crash of the process);
+/// - `delete_account` removes every part; reads of a deleted or unknown user give `None`.
+pub trait AccountStore: Send + Sync {
+    /// Registers an account; `false` if `user` exists already.
+    fn create_account(&self, account: &NewAccount<'_>) -> Result<bool, BackendError>;
+    /// The encoded verifier of `user`.
+    fn verifier(&self, user: &UserId) -> Result<Option<Vec<u8>>, BackendError>;
+    /// Replaces the verifier (password change, rehash on login); `false` if no account.
+    fn set_verifier(&self, user: &UserId, verifier: &[u8]) -> Result<bool, BackendError>;
+    /// The sealed keyring blob and its version.
+    fn keyring(&self, user: &UserId) -> Result<Option<(u64, Vec<u8>)>, BackendError>;
+    /// Replaces the keyring blob if its version is `expected`; the new version is
+    /// `expected + 1`. `Conflict { current: 0 }` if no account.
+    fn swap_keyring(&self, user: &UserId, expected: u64, blob: &[u8]) -> Result<Cas, BackendError>;
+    /// The identity bundle of `user` (public: anyone may read it).
+    fn identity(&self, user: &UserId) -> Result<Option<Vec<u8>>, BackendError>;
+    /// Replaces the identity bundle (key rotation); `false` if no account.
+    fn set_identity(&self, user: &UserId, bundle: &[u8]) -> Result<bool, BackendError>;
+    /// Removes the account and everything stored for it; `false` if there was none.
+    fn delete_account(&self, user: &UserId) -> Result<bool, BackendError>;
+}

@@ -1,0 +1,287 @@
+//! The embedded default backend: a sled database in a data directory, nothing to install.
+//! Every acknowledged write is flushed (fsync) before it returns.
+
+use std::path::Path;
+
+use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
+
+use super::{AccountStore, BackendError, Cas, NewAccount};
+use crate::auth::{Session, SessionStore, TokenHash, UserId};
+
+/// The sled backend: trees `verifiers`, `keyrings` (`u64` version ‖ blob), `identities`,
+/// `sessions` (token hash → user ‖ created ‖ expires).
+pub struct SledBackend {
+    db: sled::Db,
+    verifiers: sled::Tree,
+    keyrings: sled::Tree,
+    identities: sled::Tree,
+    sessions: sled::Tree,
+}
+
+fn err(e: sled::Error) -> BackendError {
+    BackendError::new(format!("sled: {e}"))
+}
+
+const SESSION_LEN: usize = 16 + 8 + 8;
+
+fn encode_session(s: &Session) -> [u8; SESSION_LEN] {
+    let mut v = [0u8; SESSION_LEN];
+    v[..16].copy_from_slice(&s.user);
+    v[16..24].copy_from_slice(&s.created.to_be_bytes());
+    v[24..].copy_from_slice(&s.expires.to_be_bytes());
+    v
+}
+
+fn decode_session(v: &[u8]) -> Result<Session, BackendError> {
+    let v: &[u8; SESSION_LEN] = v
+        .try_into()
+        .map_err(|_| BackendError::new("sled: malformed session record"))?;
+    let mut user = [0u8; 16];
+    user.copy_from_slice(&v[..16]);
+    let mut created = [0u8; 8];
+    created.copy_from_slice(&v[16..24]);
+    let mut expires = [0u8; 8];
+    expires.copy_from_slice(&v[24..]);
+    Ok(Session {
+        user,
+        created: u64::from_be_bytes(created),
+        expires: u64::from_be_bytes(expires),
+    })
+}
+
+fn split_version(v: &[u8]) -> Result<(u64, Vec<u8>), BackendError> {
+    if v.len() < 8 {
+        return Err(BackendError::new(
+            "sled: keyring record shorter than its version",
+        ));
+    }
+    let mut version = [0u8; 8];
+    version.copy_from_slice(&v[..8]);
+    Ok((u64::from_be_bytes(version), v[8..].to_vec()))
+}
+
+fn versioned(version: u64, blob: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(8 + blob.len());
+    v.extend_from_slice(&version.to_be_bytes());
+    v.extend_from_slice(blob);
+    v
+}
+
+impl SledBackend {
+    /// Opens (or creates) the backend in the data directory `path`. Refuses, with a clear
+    /// message, a directory whose database does not open or whose records are malformed.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, BackendError> {
+        let db = sled::Config::new()
+            .path(path.as_ref())
+            .cache_capacity(64 * 1024 * 1024)
+            .open()
+            .map_err(err)?;
+        let tree = |name: &str| db.open_tree(name).map_err(err);
+        let backend = Self {
+            verifiers: tree("verifiers")?,
+            keyrings: tree("keyrings")?,
+            identities: tree("identities")?,
+            sessions: tree("sessions")?,
+            db,
+        };
+        backend.check()?;
+        Ok(backend)
+    }
+
+    /// The start-up check: every record has the shape this backend writes.
+    fn check(&self) -> Result<(), BackendError> {
+        for item in self.keyrings.iter() {
+            let (k, v) = item.map_err(err)?;
+            if k.len() != 16 || v.len() < 8 {
+                return Err(BackendError::new(
+                    "sled: corrupt keyring record (refusing to start on a damaged store)",
+                ));
+            }
+        }
+        for item in self.sessions.iter() {
+            let (k, v) = item.map_err(err)?;
+            if k.len() != 32 || v.len() != SESSION_LEN {
+                return Err(BackendError::new(
+                    "sled: corrupt session record (refusing to start on a damaged store)",
+                ));
+            }
+        }
+        for tree in [&self.verifiers, &self.identities] {
+            for key in tree.iter().keys() {
+                if key.map_err(err)?.len() != 16 {
+                    return Err(BackendError::new(
+                        "sled: corrupt account key (refusing to start on a damaged store)",
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn flush(&self) -> Result<(), BackendError> {
+        self.db.flush().map(|_| ()).map_err(err)
+    }
+}
+
+impl AccountStore for SledBackend {
+    fn create_account(&self, a: &NewAccount<'_>) -> Result<bool, BackendError> {
+        let result = (&self.verifiers, &self.keyrings, &self.identities).transaction(
+            |(verifiers, keyrings, identities)| {
+                if verifiers.get(a.user)?.is_some() {
+                    return Ok(false);
+                }
+                verifiers.insert(&a.user, a.verifier)?;
+                keyrings.insert(&a.user, versioned(1, a.keyring))?;
+                identities.insert(&a.user, a.identity)?;
+                Ok::<bool, ConflictableTransactionError<()>>(true)
+            },
+        );
+        let created = match result {
+            Ok(created) => created,
+            Err(TransactionError::Storage(e)) => return Err(err(e)),
+            Err(TransactionError::Abort(())) => false,
+        };
+        self.flush()?;
+        Ok(created)
+    }
+
+    fn verifier(&self, user: &UserId) -> Result<Option<Vec<u8>>, BackendError> {
+        Ok(self.verifiers.get(user).map_err(err)?.map(|v| v.to_vec()))
+    }
+
+    fn set_verifier(&self, user: &UserId, verifier: &[u8]) -> Result<bool, BackendError> {
+        let mut found = false;
+        self.verifiers
+            .fetch_and_update(user, |old| {
+                found = old.is_some();
+                old.map(|_| verifier.to_vec())
+            })
+            .map_err(err)?;
+        self.flush()?;
+        Ok(found)
+    }
+
+    fn keyring(&self, user: &UserId) -> Result<Option<(u64, Vec<u8>)>, BackendError> {
+        self.keyrings
+            .get(user)
+            .map_err(err)?
+            .map(|v| split_version(&v))
+            .transpose()
+    }
+
+    fn swap_keyring(&self, user: &UserId, expected: u64, blob: &[u8]) -> Result<Cas, BackendError> {
+        let Some(current) = self.keyrings.get(user).map_err(err)? else {
+            return Ok(Cas::Conflict { current: 0 });
+        };
+        let (version, _) = split_version(&current)?;
+        if version != expected {
+            return Ok(Cas::Conflict { current: version });
+        }
+        let next = expected
+            .checked_add(1)
+            .ok_or_else(|| BackendError::new("keyring version exhausted"))?;
+        match self
+            .keyrings
+            .compare_and_swap(user, Some(current), Some(versioned(next, blob)))
+            .map_err(err)?
+        {
+            Ok(()) => {
+                self.flush()?;
+                Ok(Cas::Done)
+            }
+            Err(e) => {
+                let current = match e.current {
+                    Some(v) => split_version(&v)?.0,
+                    None => 0,
+                };
+                Ok(Cas::Conflict { current })
+            }
+        }
+    }
+
+    fn identity(&self, user: &UserId) -> Result<Option<Vec<u8>>, BackendError> {
+        Ok(self.identities.get(user).map_err(err)?.map(|v| v.to_vec()))
+    }
+
+    fn set_identity(&self, user: &UserId, bundle: &[u8]) -> Result<bool, BackendError> {
+        if self.verifiers.get(user).map_err(err)?.is_none() {
+            return Ok(false);
+        }
+        self.identities.insert(user, bundle).map_err(err)?;
+        self.flush()?;
+        Ok(true)
+    }
+
+    fn delete_account(&self, user: &UserId) -> Result<bool, BackendError> {
+        let result = (&self.verifiers, &self.keyrings, &self.identities).transaction(
+            |(verifiers, keyrings, identities)| {
+                let existed = verifiers.remove(user)?.is_some();
+                keyrings.remove(user)?;
+                identities.remove(user)?;
+                Ok::<bool, ConflictableTransactionError<()>>(existed)
+            },
+        );
+        let existed = match result {
+            Ok(existed) => existed,
+            Err(TransactionError::Storage(e)) => return Err(err(e)),
+            Err(TransactionError::Abort(())) => false,
+        };
+        if existed {
+            self.remove_user(user)?;
+        }
+        self.flush()?;
+        Ok(existed)
+    }
+}
+
+impl SessionStore for SledBackend {
+    type Error = BackendError;
+
+    fn insert(&self, key: TokenHash, session: Session) -> Result<(), BackendError> {
+        self.sessions
+            .insert(key.as_bytes(), &encode_session(&session)[..])
+            .map_err(err)?;
+        self.flush()
+    }
+
+    fn get(&self, key: &TokenHash) -> Result<Option<Session>, BackendError> {
+        self.sessions
+            .get(key.as_bytes())
+            .map_err(err)?
+            .map(|v| decode_session(&v))
+            .transpose()
+    }
+
+    fn remove(&self, key: &TokenHash) -> Result<bool, BackendError> {
+        let existed = self.sessions.remove(key.as_bytes()).map_err(err)?.is_some();
+        self.flush()?;
+        Ok(existed)
+    }
+
+    fn remove_user(&self, user: &UserId) -> Result<usize, BackendError> {
+        // A scan: sessions are few per server and revoke-all is rare.
+        let mut removed = 0;
+        for item in self.sessions.iter() {
+            let (k, v) = item.map_err(err)?;
+            if decode_session(&v)?.user == *user {
+                self.sessions.remove(k).map_err(err)?;
+                removed += 1;
+            }
+        }
+        self.flush()?;
+        Ok(removed)
+    }
+
+    fn remove_expired(&self, now: u64) -> Result<usize, BackendError> {
+        let mut removed = 0;
+        for item in self.sessions.iter() {
+            let (k, v) = item.map_err(err)?;
+            if !decode_session(&v)?.is_valid_at(now) {
+                self.sessions.remove(k).map_err(err)?;
+                removed += 1;
+            }
+        }
+        self.flush()?;
+        Ok(removed)
+    }
+}
