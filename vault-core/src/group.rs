@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 use vault_keyring::envelope::{self, Grant, Purpose, RecipientKey, RecipientSecret};
 use vault_keyring::seal::{self, Context};
 use vault_keyring::{ExchangePublicKey, IdentityBundle, KeyPurpose, KeyringId, SymmetricKey};
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, Zeroizing};
 
 use crate::error::{integrity, Error};
 use crate::ids::GroupId;
@@ -79,9 +79,7 @@ impl GroupSecret {
         if payload.len() != GROUP_SECRET_LEN {
             return Err(integrity("group secret length"));
         }
-        let mut aes = [0u8; 32];
-        aes.copy_from_slice(&payload[..32]);
-        let aes = SymmetricKey::from_bytes(aes).ok_or_else(|| integrity("all-zero group key"))?;
+        let aes = crate::keys::symmetric_key(&payload[..32], "group key")?;
         let exchange = p256::SecretKey::from_slice(&payload[32..])
             .map_err(|_| integrity("group exchange scalar"))?;
         Self::new(group, epoch, aes, exchange)
@@ -90,7 +88,9 @@ impl GroupSecret {
     fn payload(&self) -> Zeroizing<Vec<u8>> {
         let mut p = Zeroizing::new(Vec::with_capacity(GROUP_SECRET_LEN));
         p.extend_from_slice(self.aes.expose_bytes());
-        p.extend_from_slice(&self.exchange.to_bytes());
+        let mut scalar = self.exchange.to_bytes();
+        p.extend_from_slice(&scalar);
+        scalar.as_mut_slice().zeroize();
         p
     }
 
@@ -198,6 +198,7 @@ impl<S: Store> Vault<S> {
     /// the group secrets handed to this user.
     pub(crate) fn sync_roster(&self, group: &GroupId) -> Result<Roster, Error> {
         let local = self.local_roster(group)?;
+        let had_local = local.is_some();
         let versions = self
             .store
             .list_records(RecordKind::Roster, group.as_bytes())?;
@@ -230,12 +231,8 @@ impl<S: Store> Vault<S> {
                     .get_record(RecordKind::Roster, &roster_key(group, 1))?
                     .ok_or(Error::NotFound)?;
                 // Version 1 is trusted through its creator's pinned identity (groups.md §3):
-                // say whom to pin when it is not (the signer id is at offset 131).
-                if let Some(signer) = first
-                    .get(131..147)
-                    .and_then(|b| <[u8; 16]>::try_from(b).ok())
-                    .map(KeyringId::from_bytes)
-                {
+                // say whom to pin when it is not.
+                if let Some(signer) = Roster::signer_unverified(&first) {
                     if self.pinned_identity(&signer)?.is_none() {
                         return Err(Error::UnknownIdentity(signer));
                     }
@@ -244,7 +241,6 @@ impl<S: Store> Vault<S> {
             }
         };
         let held = current.version();
-        let had_local = held != 0 && self.state.get_local(NS_ROSTER, group.as_bytes())?.is_some();
         for version in current.version() + 1..=newest {
             let bytes = self
                 .store
@@ -284,7 +280,12 @@ impl<S: Store> Vault<S> {
         Roster::open(bytes, group, &lookup)
     }
 
+    /// The roster this device accepted last for `group`: from memory, or else from the local
+    /// state (decoded and verified once per process, then remembered).
     fn local_roster(&self, group: &GroupId) -> Result<Option<Roster>, Error> {
+        if let Some(r) = self.rosters.lock().ok().and_then(|m| m.get(group).cloned()) {
+            return Ok(Some(r));
+        }
         let Some(record) = self.state.get_local(NS_ROSTER, group.as_bytes())? else {
             return Ok(None);
         };
@@ -299,14 +300,22 @@ impl<S: Store> Vault<S> {
             return Err(integrity("local roster record"));
         }
         let n = u32::from_be_bytes([plain[0], plain[1], plain[2], plain[3]]) as usize;
-        let bundle = plain
-            .get(4..4 + n)
+        let end = n
+            .checked_add(4)
+            .filter(|&end| end <= plain.len())
             .ok_or_else(|| integrity("local roster record"))?;
-        let signer = IdentityBundle::from_bytes(bundle)?;
-        let roster = Roster::open(&plain[4 + n..], group, &|id| {
+        let signer = IdentityBundle::from_bytes(&plain[4..end])?;
+        let roster = Roster::open(&plain[end..], group, &|id| {
             (*id == signer.keyring_id()).then(|| signer.clone())
         })?;
+        self.remember_roster(&roster);
         Ok(Some(roster))
+    }
+
+    fn remember_roster(&self, roster: &Roster) {
+        if let Ok(mut m) = self.rosters.lock() {
+            m.insert(roster.group(), roster.clone());
+        }
     }
 
     fn keep_roster(&self, roster: &Roster) -> Result<(), Error> {
@@ -336,7 +345,9 @@ impl<S: Store> Vault<S> {
             &plain,
         );
         self.state
-            .put_local(NS_ROSTER, roster.group().as_bytes(), record)
+            .put_local(NS_ROSTER, roster.group().as_bytes(), record)?;
+        self.remember_roster(roster);
+        Ok(())
     }
 
     /// Fetches the group secrets handed to this user for every epoch up to the roster's

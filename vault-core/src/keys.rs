@@ -4,7 +4,10 @@
 use core::fmt;
 
 use rand_core::CryptoRngCore;
-use zeroize::ZeroizeOnDrop;
+use vault_keyring::SymmetricKey;
+use zeroize::{ZeroizeOnDrop, Zeroizing};
+
+use crate::error::{integrity, Error};
 
 /// Seal context: a collection key wrapped under the owner's keyring key.
 pub(crate) const SEAL_COLLECTION_KEY: &str = "vault/v1/collection-key";
@@ -22,6 +25,18 @@ pub(crate) const HASH_OBJECT: &[u8] = b"vault/v1/object-digest\0";
 pub(crate) const SIG_ROSTER: &[u8] = b"vault/v1/roster-signature\0";
 /// Hash domain of the group roster chain (docs/spec/groups.md §1).
 pub(crate) const HASH_ROSTER: &[u8] = b"vault/v1/roster-hash\0";
+
+/// A 32-byte symmetric key from decrypted bytes (a collection key, a group key): refuses
+/// another length and the all-zero key with the one integrity error, and leaves no copy of
+/// the bytes on the stack.
+pub(crate) fn symmetric_key(bytes: &[u8], what: &'static str) -> Result<SymmetricKey, Error> {
+    let mut key = Zeroizing::new([0u8; 32]);
+    if bytes.len() != key.len() {
+        return Err(integrity(what));
+    }
+    key.copy_from_slice(bytes);
+    SymmetricKey::from_bytes(*key).ok_or_else(|| integrity(what))
+}
 
 /// The random key of one object version; every page key derives from it.
 #[derive(ZeroizeOnDrop)]

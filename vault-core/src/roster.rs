@@ -492,6 +492,12 @@ impl Roster {
     pub(crate) fn decode_unverified(signed: &[u8]) -> Option<usize> {
         Body::decode(signed).ok().map(|(b, _)| b.members.len())
     }
+
+    /// The signer a well-formed roster names, read **without** verifying anything: only to
+    /// tell the caller whose identity to pin when it cannot be opened.
+    pub(crate) fn signer_unverified(signed: &[u8]) -> Option<KeyringId> {
+        Body::decode(signed).ok().map(|(b, _)| b.signer)
+    }
 }
 
 /// The next version of a roster being prepared by an admin: from [`Roster::next`], changed

@@ -58,10 +58,7 @@ pub(crate) fn envelope_key(
 }
 
 fn key_from_payload(payload: &[u8]) -> Result<SymmetricKey, Error> {
-    let bytes: [u8; 32] = payload
-        .try_into()
-        .map_err(|_| integrity("collection key payload length"))?;
-    SymmetricKey::from_bytes(bytes).ok_or_else(|| integrity("all-zero collection key"))
+    crate::keys::symmetric_key(payload, "collection key payload")
 }
 
 impl<S: Store> Vault<S> {
@@ -176,7 +173,10 @@ impl<S: Store> Vault<S> {
             id.as_bytes(),
             identity.as_bytes(),
         );
-        self.state.put_local(NS_PIN, id.as_bytes(), record)
+        self.state.put_local(NS_PIN, id.as_bytes(), record)?;
+        // A re-pinned key replaces the writer identity remembered for this id.
+        self.trust_writer(identity.clone());
+        Ok(())
     }
 
     /// The identity pinned on this device for `id` (this vault's own for its own id).

@@ -174,6 +174,9 @@ pub struct Vault<S: Store> {
     pub(crate) id: VaultId,
     pub(crate) state: LocalState,
     writers: Mutex<BTreeMap<KeyringId, IdentityBundle>>,
+    /// The rosters this process verified (the local state holds them sealed; this saves
+    /// decoding and re-verifying them on every write to a group-shared collection).
+    pub(crate) rosters: Mutex<BTreeMap<crate::ids::GroupId, crate::roster::Roster>>,
     /// Hand keys to users by RSA-4096 OAEP when they publish such a key (off by default).
     pub(crate) rsa_handover: std::sync::atomic::AtomicBool,
 }
@@ -238,6 +241,7 @@ impl<S: Store> Vault<S> {
             state,
             writers: Mutex::new(writers),
             rsa_handover: std::sync::atomic::AtomicBool::new(false),
+            rosters: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -310,21 +314,18 @@ impl<S: Store> Vault<S> {
             &self.key_ad(collection, epoch),
             &wrapped,
         )?;
-        let bytes: [u8; 32] = plain
-            .as_slice()
-            .try_into()
-            .map_err(|_| integrity("collection key length"))?;
-        SymmetricKey::from_bytes(bytes)
-            .map(Some)
-            .ok_or_else(|| integrity("all-zero collection key"))
+        crate::keys::symmetric_key(&plain, "wrapped collection key").map(Some)
     }
 
     pub(crate) fn trusted_writer(&self, id: &KeyringId) -> Option<IdentityBundle> {
         if let Some(w) = self.writers.lock().ok()?.get(id).cloned() {
             return Some(w);
         }
-        // Every identity pinned on this device may write what it holds keys for.
-        self.pinned_identity(id).ok().flatten()
+        // Every identity pinned on this device may write what it holds keys for; remember it
+        // so the next manifest does not decode and verify the pinned bundle again.
+        let pinned = self.pinned_identity(id).ok().flatten()?;
+        self.trust_writer(pinned.clone());
+        Some(pinned)
     }
 
     /// Wraps a collection key for the owner (this vault) and stores it.
