@@ -202,9 +202,14 @@ pub(crate) struct PublicParts<'a> {
 /// The fingerprint of the bundle that `parts` would make (the fingerprint does not depend on
 /// the randomized signature).
 pub(crate) fn fingerprint_of(parts: &PublicParts<'_>) -> Fingerprint {
+    fingerprint_of_tbs(&encode_tbs(parts))
+}
+
+/// fingerprint = SHA-256("vault/v1/fingerprint\0" || tbs).
+fn fingerprint_of_tbs(tbs: &[u8]) -> Fingerprint {
     let digest = Sha256::new()
         .chain_update(HASH_FINGERPRINT)
-        .chain_update(encode_tbs(parts))
+        .chain_update(tbs)
         .finalize();
     Fingerprint(digest.into())
 }
@@ -384,11 +389,7 @@ impl IdentityBundle {
     /// The stable fingerprint: SHA-256 over the signed part, so re-signing the same keys
     /// (PSS is randomized) does not change it, and any change of key, id or generation does.
     pub fn fingerprint(&self) -> Fingerprint {
-        let digest = Sha256::new()
-            .chain_update(HASH_FINGERPRINT)
-            .chain_update(self.tbs())
-            .finalize();
-        Fingerprint(digest.into())
+        fingerprint_of_tbs(self.tbs())
     }
 
     /// Verifies a signature made by this identity's signing key over `message` in the

@@ -38,41 +38,90 @@ pub(crate) fn now() -> u64 {
 }
 
 /// Per-device memory of the last manifest accepted for each collection: the high-water
-/// mark that refuses rollback, forks and silent deletion (THREATS C14–C16). Records are
-/// sealed under the keyring's local-state key.
+/// mark that refuses rollback, forks and silent deletion (THREATS C14–C16); and the pins,
+/// accepted rosters and group secrets of sharing (docs/spec/handover.md §3, §6). Records are
+/// sealed under the keyring's local-state key by the vault.
 pub struct LocalState {
-    tree: Option<sled::Tree>,
-    memory: Mutex<BTreeMap<CollectionId, Vec<u8>>>,
-    /// Pins, accepted rosters and group secrets (docs/spec/handover.md §6), by namespace.
-    local: Option<sled::Tree>,
-    local_memory: Mutex<BTreeMap<Vec<u8>, Vec<u8>>>,
+    high_water: Records,
+    /// Keyed by namespace byte || key.
+    sharing: Records,
+}
+
+/// One table of local records: a sled tree, or a map in memory.
+enum Records {
+    Sled(sled::Tree),
+    Memory(Mutex<BTreeMap<Vec<u8>, Vec<u8>>>),
+}
+
+fn local_err(e: sled::Error) -> Error {
+    StoreError::new(format!("local state: {e}")).into()
+}
+
+impl Records {
+    fn memory() -> Self {
+        Records::Memory(Mutex::new(BTreeMap::new()))
+    }
+
+    fn map(
+        m: &Mutex<BTreeMap<Vec<u8>, Vec<u8>>>,
+    ) -> Result<std::sync::MutexGuard<'_, BTreeMap<Vec<u8>, Vec<u8>>>, Error> {
+        m.lock()
+            .map_err(|_| StoreError::new("local state lock poisoned").into())
+    }
+
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
+        match self {
+            Records::Sled(t) => Ok(t.get(key).map_err(local_err)?.map(|v| v.to_vec())),
+            Records::Memory(m) => Ok(Self::map(m)?.get(key).cloned()),
+        }
+    }
+
+    /// Stores durably (the sled tree is flushed before this returns).
+    fn put(&self, key: &[u8], value: Vec<u8>) -> Result<(), Error> {
+        match self {
+            Records::Sled(t) => {
+                t.insert(key, value).map_err(local_err)?;
+                t.flush().map_err(local_err)?;
+            }
+            Records::Memory(m) => {
+                Self::map(m)?.insert(key.to_vec(), value);
+            }
+        }
+        Ok(())
+    }
+
+    /// The keys starting with `prefix`, without it.
+    fn keys_under(&self, prefix: &[u8]) -> Result<Vec<Vec<u8>>, Error> {
+        match self {
+            Records::Sled(t) => t
+                .scan_prefix(prefix)
+                .keys()
+                .map(|k| k.map(|k| k[prefix.len()..].to_vec()).map_err(local_err))
+                .collect(),
+            Records::Memory(m) => Ok(Self::map(m)?
+                .keys()
+                .filter(|k| k.starts_with(prefix))
+                .map(|k| k[prefix.len()..].to_vec())
+                .collect()),
+        }
+    }
 }
 
 impl LocalState {
     /// State kept in memory only (forgotten when the process ends).
     pub fn in_memory() -> Self {
         Self {
-            tree: None,
-            memory: Mutex::new(BTreeMap::new()),
-            local: None,
-            local_memory: Mutex::new(BTreeMap::new()),
+            high_water: Records::memory(),
+            sharing: Records::memory(),
         }
     }
 
     /// State kept in a sled database in `path` (a directory of this device only).
     pub fn open(path: impl AsRef<Path>) -> Result<Self, Error> {
-        let db = sled::open(path).map_err(|e| StoreError::new(format!("local state: {e}")))?;
-        let tree = db
-            .open_tree("high-water")
-            .map_err(|e| StoreError::new(format!("local state: {e}")))?;
-        let local = db
-            .open_tree("sharing")
-            .map_err(|e| StoreError::new(format!("local state: {e}")))?;
+        let db = sled::open(path).map_err(local_err)?;
         Ok(Self {
-            tree: Some(tree),
-            memory: Mutex::new(BTreeMap::new()),
-            local: Some(local),
-            local_memory: Mutex::new(BTreeMap::new()),
+            high_water: Records::Sled(db.open_tree("high-water").map_err(local_err)?),
+            sharing: Records::Sled(db.open_tree("sharing").map_err(local_err)?),
         })
     }
 
@@ -84,85 +133,24 @@ impl LocalState {
     }
 
     pub(crate) fn get_local(&self, namespace: u8, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
-        let k = Self::local_key(namespace, key);
-        if let Some(tree) = &self.local {
-            return Ok(tree
-                .get(k)
-                .map_err(|e| StoreError::new(format!("local state: {e}")))?
-                .map(|v| v.to_vec()));
-        }
-        Ok(self
-            .local_memory
-            .lock()
-            .map_err(|_| StoreError::new("local state lock poisoned"))?
-            .get(&k)
-            .cloned())
+        self.sharing.get(&Self::local_key(namespace, key))
     }
 
     pub(crate) fn put_local(&self, namespace: u8, key: &[u8], value: Vec<u8>) -> Result<(), Error> {
-        let k = Self::local_key(namespace, key);
-        if let Some(tree) = &self.local {
-            tree.insert(k, value)
-                .map_err(|e| StoreError::new(format!("local state: {e}")))?;
-            tree.flush()
-                .map_err(|e| StoreError::new(format!("local state: {e}")))?;
-            return Ok(());
-        }
-        self.local_memory
-            .lock()
-            .map_err(|_| StoreError::new("local state lock poisoned"))?
-            .insert(k, value);
-        Ok(())
+        self.sharing.put(&Self::local_key(namespace, key), value)
     }
 
     /// The keys (without the namespace byte) of a namespace.
     pub(crate) fn list_local(&self, namespace: u8) -> Result<Vec<Vec<u8>>, Error> {
-        if let Some(tree) = &self.local {
-            let mut out = Vec::new();
-            for k in tree.scan_prefix([namespace]).keys() {
-                let k = k.map_err(|e| StoreError::new(format!("local state: {e}")))?;
-                out.push(k[1..].to_vec());
-            }
-            return Ok(out);
-        }
-        Ok(self
-            .local_memory
-            .lock()
-            .map_err(|_| StoreError::new("local state lock poisoned"))?
-            .keys()
-            .filter(|k| k.first() == Some(&namespace))
-            .map(|k| k[1..].to_vec())
-            .collect())
+        self.sharing.keys_under(&[namespace])
     }
 
     fn get(&self, collection: &CollectionId) -> Result<Option<Vec<u8>>, Error> {
-        if let Some(tree) = &self.tree {
-            return Ok(tree
-                .get(collection.as_bytes())
-                .map_err(|e| StoreError::new(format!("local state: {e}")))?
-                .map(|v| v.to_vec()));
-        }
-        Ok(self
-            .memory
-            .lock()
-            .map_err(|_| StoreError::new("local state lock poisoned"))?
-            .get(collection)
-            .cloned())
+        self.high_water.get(collection.as_bytes())
     }
 
     fn put(&self, collection: &CollectionId, record: Vec<u8>) -> Result<(), Error> {
-        if let Some(tree) = &self.tree {
-            tree.insert(collection.as_bytes(), record)
-                .map_err(|e| StoreError::new(format!("local state: {e}")))?;
-            tree.flush()
-                .map_err(|e| StoreError::new(format!("local state: {e}")))?;
-            return Ok(());
-        }
-        self.memory
-            .lock()
-            .map_err(|_| StoreError::new("local state lock poisoned"))?
-            .insert(*collection, record);
-        Ok(())
+        self.high_water.put(collection.as_bytes(), record)
     }
 }
 

@@ -22,6 +22,15 @@ fn err(e: sled::Error) -> BackendError {
     BackendError::new(format!("sled: {e}"))
 }
 
+/// The result of a transaction that answers yes or no (it never aborts).
+fn outcome(result: Result<bool, TransactionError<()>>) -> Result<bool, BackendError> {
+    match result {
+        Ok(answer) => Ok(answer),
+        Err(TransactionError::Storage(e)) => Err(err(e)),
+        Err(TransactionError::Abort(())) => Ok(false),
+    }
+}
+
 const SESSION_LEN: usize = 16 + 8 + 8;
 
 fn encode_session(s: &Session) -> [u8; SESSION_LEN] {
@@ -136,11 +145,7 @@ impl AccountStore for SledBackend {
                 Ok::<bool, ConflictableTransactionError<()>>(true)
             },
         );
-        let created = match result {
-            Ok(created) => created,
-            Err(TransactionError::Storage(e)) => return Err(err(e)),
-            Err(TransactionError::Abort(())) => false,
-        };
+        let created = outcome(result)?;
         self.flush()?;
         Ok(created)
     }
@@ -204,12 +209,18 @@ impl AccountStore for SledBackend {
     }
 
     fn set_identity(&self, user: &UserId, bundle: &[u8]) -> Result<bool, BackendError> {
-        if self.verifiers.get(user).map_err(err)?.is_none() {
-            return Ok(false);
-        }
-        self.identities.insert(user, bundle).map_err(err)?;
+        // In one transaction with the account's existence, so a concurrent deletion cannot
+        // leave an identity without its account.
+        let result = (&self.verifiers, &self.identities).transaction(|(verifiers, identities)| {
+            if verifiers.get(user)?.is_none() {
+                return Ok(false);
+            }
+            identities.insert(&user[..], bundle)?;
+            Ok::<bool, ConflictableTransactionError<()>>(true)
+        });
+        let updated = outcome(result)?;
         self.flush()?;
-        Ok(true)
+        Ok(updated)
     }
 
     fn delete_account(&self, user: &UserId) -> Result<bool, BackendError> {
@@ -221,11 +232,7 @@ impl AccountStore for SledBackend {
                 Ok::<bool, ConflictableTransactionError<()>>(existed)
             },
         );
-        let existed = match result {
-            Ok(existed) => existed,
-            Err(TransactionError::Storage(e)) => return Err(err(e)),
-            Err(TransactionError::Abort(())) => false,
-        };
+        let existed = outcome(result)?;
         if existed {
             self.remove_user(user)?;
         }
