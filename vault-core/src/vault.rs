@@ -47,10 +47,12 @@ pub struct LocalState {
     sharing: Records,
 }
 
+type RecordMap = BTreeMap<Vec<u8>, Vec<u8>>;
+
 /// One table of local records: a sled tree, or a map in memory.
 enum Records {
     Sled(sled::Tree),
-    Memory(Mutex<BTreeMap<Vec<u8>, Vec<u8>>>),
+    Memory(Mutex<RecordMap>),
 }
 
 fn local_err(e: sled::Error) -> Error {
@@ -62,9 +64,7 @@ impl Records {
         Records::Memory(Mutex::new(BTreeMap::new()))
     }
 
-    fn map(
-        m: &Mutex<BTreeMap<Vec<u8>, Vec<u8>>>,
-    ) -> Result<std::sync::MutexGuard<'_, BTreeMap<Vec<u8>, Vec<u8>>>, Error> {
+    fn map(m: &Mutex<RecordMap>) -> Result<std::sync::MutexGuard<'_, RecordMap>, Error> {
         m.lock()
             .map_err(|_| StoreError::new("local state lock poisoned").into())
     }
