@@ -17,7 +17,7 @@
 //! commits to every byte of the object; the reader compares each page's tag with the
 //! header's before it trusts the page (C13).
 
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 
 use rand_core::CryptoRngCore;
 use sha2::{Digest, Sha256};
@@ -477,40 +477,6 @@ impl<'a, R: CryptoRngCore> ObjectWriter<'a, R> {
             page_count: header.tags.len() as u32,
             digest,
         })
-    }
-}
-
-impl<R: CryptoRngCore> Write for ObjectWriter<'_, R> {
-    fn write(&mut self, mut data: &[u8]) -> io::Result<usize> {
-        let n = data.len();
-        while !data.is_empty() {
-            if self.filled == self.page_size as usize {
-                // More data follows, so the buffered page is not the last one.
-                self.emit(false).map_err(io::Error::other)?;
-            }
-            let page = self.page_size as usize;
-            if self.filled == 0 && data.len() > page {
-                // A whole page that is certainly not the last: seal it from the caller's
-                // buffer without copying it into ours.
-                self.emit_page(&data[..page], false)
-                    .map_err(io::Error::other)?;
-                self.size += page as u64;
-                data = &data[page..];
-                continue;
-            }
-            let room = page - self.filled;
-            let take = room.min(data.len());
-            self.grow(self.filled + take);
-            self.buffer[self.filled..self.filled + take].copy_from_slice(&data[..take]);
-            self.filled += take;
-            self.size += take as u64;
-            data = &data[take..];
-        }
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
     }
 }
 

@@ -2,7 +2,7 @@
 //! get, list and delete objects (docs/spec/pages.md §8).
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -885,7 +885,6 @@ impl<S: Store> Batch<'_, '_, S> {
         }
         self.written.push(place.address());
         writer.read_from(reader).map_err(io_to_vault_error)?;
-        writer.flush()?;
         let written = writer.finish()?;
         if let Some((id, old)) = &existing {
             self.supersede(*id, old);
