@@ -8,11 +8,26 @@
 //! PostgreSQL follows with the HTTP API. Collections, pages, envelopes, rosters and the
 //! change feed join this seam with the sync API.
 
+mod data;
 mod sled_backend;
 
+pub use data::{
+    Change, ChangeKind, Changes, Created, DataStore, EnvelopeKey, Id, InsertRoster, ManifestSwap,
+    ObjectKey, PageKey, ScopeKind, Write,
+};
 pub use sled_backend::SledBackend;
 
-use crate::auth::UserId;
+use crate::auth::{SessionStore, UserId};
+
+/// Everything the HTTP API needs of a backend: accounts, sessions and data, with one error
+/// type. Implemented by [`SledBackend`] and the PostgreSQL backend.
+pub trait Backend:
+    AccountStore + DataStore + SessionStore<Error = BackendError> + Send + Sync + 'static
+{
+    /// Checks the store at start-up (a sample of every table decodes); a clear error for a
+    /// damaged or foreign store. Called once before the server listens.
+    fn check(&self) -> Result<(), BackendError>;
+}
 
 /// A failure of the storage backend itself (I/O, database). Its message is for the
 /// operator's log; it never contains user data (the server holds only opaque bytes).
@@ -44,6 +59,8 @@ pub enum Cas {
 pub struct NewAccount<'a> {
     /// The account id (the keyring id: 16 random bytes the client chose).
     pub user: UserId,
+    /// The login name, unique (the API checks its syntax: docs/spec/api.md).
+    pub name: &'a str,
     /// The encoded login verifier (`auth::Verifier::to_bytes`).
     pub verifier: &'a [u8],
     /// The sealed keyring blob (opaque; version 1).
@@ -55,15 +72,21 @@ pub struct NewAccount<'a> {
 /// Accounts: verifier, keyring blob, identity bundle.
 ///
 /// Contract (tested by `tests/store_contract.rs` for every backend):
-/// - `create_account` stores all three parts atomically or none, and refuses (returns
-///   `false`, changing nothing) when the user exists;
+/// - `create_account` stores all parts atomically or none, and refuses (returns `false`,
+///   changing nothing) when the user id or the name exists;
 /// - the keyring blob starts at version 1 and changes only through `swap_keyring` with the
 ///   current version; versions rise by one;
 /// - every write that returns `Ok` is durable (survives a crash of the process);
-/// - `delete_account` removes every part; reads of a deleted or unknown user give `None`.
+/// - `delete_account` removes every part, the account's sessions, and every scope it owns
+///   with everything under it ([`DataStore::delete_scope`]); reads of a deleted or unknown
+///   user give `None`.
 pub trait AccountStore: Send + Sync {
     /// Registers an account; `false` if `user` exists already.
     fn create_account(&self, account: &NewAccount<'_>) -> Result<bool, BackendError>;
+    /// The account with login name `name`.
+    fn user_by_name(&self, name: &str) -> Result<Option<UserId>, BackendError>;
+    /// The login name of `user`.
+    fn name(&self, user: &UserId) -> Result<Option<String>, BackendError>;
     /// The encoded verifier of `user`.
     fn verifier(&self, user: &UserId) -> Result<Option<Vec<u8>>, BackendError>;
     /// Replaces the verifier (password change, rehash on login); `false` if no account.

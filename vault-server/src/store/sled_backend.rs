@@ -8,10 +8,13 @@ use sled::transaction::{ConflictableTransactionError, TransactionError, Transact
 use super::{AccountStore, BackendError, Cas, NewAccount};
 use crate::auth::{Session, SessionStore, TokenHash, UserId};
 
-/// The sled backend: trees `verifiers`, `keyrings` (`u64` version ‖ blob), `identities`,
-/// `sessions` (token hash → user ‖ created ‖ expires).
+/// The sled backend: trees `names` (login name → user), `accounts` (user → login name),
+/// `verifiers`, `keyrings` (`u64` version ‖ blob), `identities`, `sessions` (token hash →
+/// user ‖ created ‖ expires).
 pub struct SledBackend {
     db: sled::Db,
+    names: sled::Tree,
+    accounts: sled::Tree,
     verifiers: sled::Tree,
     keyrings: sled::Tree,
     identities: sled::Tree,
@@ -87,6 +90,8 @@ impl SledBackend {
             .map_err(err)?;
         let tree = |name: &str| db.open_tree(name).map_err(err);
         let backend = Self {
+            names: tree("names")?,
+            accounts: tree("accounts")?,
             verifiers: tree("verifiers")?,
             keyrings: tree("keyrings")?,
             identities: tree("identities")?,
@@ -115,7 +120,15 @@ impl SledBackend {
                 ));
             }
         }
-        for tree in [&self.verifiers, &self.identities] {
+        for item in self.names.iter() {
+            let (_, v) = item.map_err(err)?;
+            if v.len() != 16 {
+                return Err(BackendError::new(
+                    "sled: corrupt name record (refusing to start on a damaged store)",
+                ));
+            }
+        }
+        for tree in [&self.accounts, &self.verifiers, &self.identities] {
             for key in tree.iter().keys() {
                 if key.map_err(err)?.len() != 16 {
                     return Err(BackendError::new(
@@ -134,20 +147,47 @@ impl SledBackend {
 
 impl AccountStore for SledBackend {
     fn create_account(&self, a: &NewAccount<'_>) -> Result<bool, BackendError> {
-        let result = (&self.verifiers, &self.keyrings, &self.identities).transaction(
-            |(verifiers, keyrings, identities)| {
-                if verifiers.get(a.user)?.is_some() {
+        let result = (
+            &self.names,
+            &self.accounts,
+            &self.verifiers,
+            &self.keyrings,
+            &self.identities,
+        )
+            .transaction(|(names, accounts, verifiers, keyrings, identities)| {
+                if accounts.get(a.user)?.is_some() || names.get(a.name.as_bytes())?.is_some() {
                     return Ok(false);
                 }
+                names.insert(a.name.as_bytes(), &a.user[..])?;
+                accounts.insert(&a.user[..], a.name.as_bytes())?;
                 verifiers.insert(&a.user, a.verifier)?;
                 keyrings.insert(&a.user, versioned(1, a.keyring))?;
                 identities.insert(&a.user, a.identity)?;
                 Ok::<bool, ConflictableTransactionError<()>>(true)
-            },
-        );
+            });
         let created = outcome(result)?;
         self.flush()?;
         Ok(created)
+    }
+
+    fn user_by_name(&self, name: &str) -> Result<Option<UserId>, BackendError> {
+        match self.names.get(name.as_bytes()).map_err(err)? {
+            None => Ok(None),
+            Some(v) => v
+                .as_ref()
+                .try_into()
+                .map(Some)
+                .map_err(|_| BackendError::new("sled: corrupt name record")),
+        }
+    }
+
+    fn name(&self, user: &UserId) -> Result<Option<String>, BackendError> {
+        match self.accounts.get(user).map_err(err)? {
+            None => Ok(None),
+            Some(v) => String::from_utf8(v.to_vec())
+                .map(Some)
+                .map_err(|_| BackendError::new("sled: corrupt account record")),
+        }
     }
 
     fn verifier(&self, user: &UserId) -> Result<Option<Vec<u8>>, BackendError> {
@@ -211,8 +251,8 @@ impl AccountStore for SledBackend {
     fn set_identity(&self, user: &UserId, bundle: &[u8]) -> Result<bool, BackendError> {
         // In one transaction with the account's existence, so a concurrent deletion cannot
         // leave an identity without its account.
-        let result = (&self.verifiers, &self.identities).transaction(|(verifiers, identities)| {
-            if verifiers.get(user)?.is_none() {
+        let result = (&self.accounts, &self.identities).transaction(|(accounts, identities)| {
+            if accounts.get(user)?.is_none() {
                 return Ok(false);
             }
             identities.insert(&user[..], bundle)?;
@@ -224,14 +264,23 @@ impl AccountStore for SledBackend {
     }
 
     fn delete_account(&self, user: &UserId) -> Result<bool, BackendError> {
-        let result = (&self.verifiers, &self.keyrings, &self.identities).transaction(
-            |(verifiers, keyrings, identities)| {
-                let existed = verifiers.remove(user)?.is_some();
-                keyrings.remove(user)?;
-                identities.remove(user)?;
-                Ok::<bool, ConflictableTransactionError<()>>(existed)
-            },
-        );
+        let result = (
+            &self.names,
+            &self.accounts,
+            &self.verifiers,
+            &self.keyrings,
+            &self.identities,
+        )
+            .transaction(|(names, accounts, verifiers, keyrings, identities)| {
+                let Some(name) = accounts.remove(&user[..])? else {
+                    return Ok(false);
+                };
+                names.remove(name)?;
+                verifiers.remove(&user[..])?;
+                keyrings.remove(&user[..])?;
+                identities.remove(&user[..])?;
+                Ok::<bool, ConflictableTransactionError<()>>(true)
+            });
         let existed = outcome(result)?;
         if existed {
             self.remove_user(user)?;
