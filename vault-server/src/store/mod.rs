@@ -27,6 +27,11 @@ pub trait Backend:
     /// Checks the store at start-up (a sample of every table decodes); a clear error for a
     /// damaged or foreign store. Called once before the server listens.
     fn check(&self) -> Result<(), BackendError>;
+
+    /// A server setting shared by every node of a deployment (e.g. the decoy key of
+    /// login.md §7): the value stored under `key`, or, if there is none, `value` stored
+    /// now. Whoever inserts first wins; every caller gets the winner's value. Durable.
+    fn setting_or_insert(&self, key: &str, value: &[u8]) -> Result<Vec<u8>, BackendError>;
 }
 
 /// A failure of the storage backend itself (I/O, database). Its message is for the
