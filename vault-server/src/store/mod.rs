@@ -10,6 +10,7 @@
 
 mod data;
 mod sled_backend;
+mod sled_data;
 
 pub use data::{
     Change, ChangeKind, Changes, Created, DataStore, EnvelopeKey, Id, InsertRoster, ManifestSwap,

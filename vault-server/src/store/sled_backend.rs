@@ -5,7 +5,8 @@ use std::path::Path;
 
 use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
 
-use super::{AccountStore, BackendError, Cas, NewAccount};
+use super::sled_data::DataTrees;
+use super::{AccountStore, Backend, BackendError, Cas, DataStore, NewAccount};
 use crate::auth::{Session, SessionStore, TokenHash, UserId};
 
 /// The sled backend: trees `names` (login name → user), `accounts` (user → login name),
@@ -19,9 +20,11 @@ pub struct SledBackend {
     keyrings: sled::Tree,
     identities: sled::Tree,
     sessions: sled::Tree,
+    settings: sled::Tree,
+    pub(super) data: DataTrees,
 }
 
-fn err(e: sled::Error) -> BackendError {
+pub(super) fn err(e: sled::Error) -> BackendError {
     BackendError::new(format!("sled: {e}"))
 }
 
@@ -96,14 +99,15 @@ impl SledBackend {
             keyrings: tree("keyrings")?,
             identities: tree("identities")?,
             sessions: tree("sessions")?,
+            settings: tree("settings")?,
+            data: DataTrees::open(&db)?,
             db,
         };
         backend.check()?;
         Ok(backend)
     }
 
-    /// The start-up check: every record has the shape this backend writes.
-    fn check(&self) -> Result<(), BackendError> {
+    fn check_accounts(&self) -> Result<(), BackendError> {
         for item in self.keyrings.iter() {
             let (k, v) = item.map_err(err)?;
             if k.len() != 16 || v.len() < 8 {
@@ -140,7 +144,7 @@ impl SledBackend {
         Ok(())
     }
 
-    fn flush(&self) -> Result<(), BackendError> {
+    pub(super) fn flush(&self) -> Result<(), BackendError> {
         self.db.flush().map(|_| ()).map_err(err)
     }
 }
@@ -284,9 +288,37 @@ impl AccountStore for SledBackend {
         let existed = outcome(result)?;
         if existed {
             self.remove_user(user)?;
+            for (scope, _) in self.owned_scopes(user)? {
+                self.delete_scope(&scope)?;
+            }
         }
         self.flush()?;
         Ok(existed)
+    }
+}
+
+impl Backend for SledBackend {
+    /// The start-up check: every record has the shape this backend writes.
+    fn check(&self) -> Result<(), BackendError> {
+        self.check_accounts()?;
+        self.data.check()
+    }
+
+    fn setting_or_insert(&self, key: &str, value: &[u8]) -> Result<Vec<u8>, BackendError> {
+        match self
+            .settings
+            .compare_and_swap(key.as_bytes(), None::<&[u8]>, Some(value))
+            .map_err(err)?
+        {
+            Ok(()) => {
+                self.flush()?;
+                Ok(value.to_vec())
+            }
+            Err(e) => match e.current {
+                Some(v) => Ok(v.to_vec()),
+                None => Err(BackendError::new("sled: setting vanished")),
+            },
+        }
     }
 }
 

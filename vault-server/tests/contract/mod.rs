@@ -6,13 +6,34 @@
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use vault_server::auth::{Session, SessionStore, TokenHash};
-use vault_server::store::{AccountStore, Backend, BackendError, Cas, NewAccount};
+use vault_server::store::{
+    AccountStore, Backend, BackendError, Cas, ChangeKind, Created, DataStore, EnvelopeKey,
+    InsertRoster, ManifestSwap, NewAccount, ObjectKey, PageKey, ScopeKind, Write,
+};
 
 /// Every part of the contract, on a fresh (empty) backend.
 pub fn all<B: Backend>(b: &B) {
     accounts_contract(b);
     names_contract(b);
     sessions_contract(b);
+    settings_contract(b);
+    data_contract(b);
+    access_contract(b);
+    feed_contract(b);
+    deletion_contract(b);
+}
+
+/// Shared settings: the first value inserted wins.
+pub fn settings_contract<B: Backend>(b: &B) {
+    assert_eq!(
+        b.setting_or_insert("decoy-key", b"first").unwrap(),
+        b"first"
+    );
+    assert_eq!(
+        b.setting_or_insert("decoy-key", b"second").unwrap(),
+        b"first"
+    );
+    assert_eq!(b.setting_or_insert("other", b"x").unwrap(), b"x");
 }
 
 pub const ALICE: [u8; 16] = [0xa1; 16];
@@ -129,7 +150,6 @@ pub fn sessions_contract<S: SessionStore<Error = BackendError>>(s: &S) {
     assert_eq!(s.get(&d.hash()).unwrap(), None);
 }
 
-
 /// Login names: unique, mapped both ways, freed by deletion.
 pub fn names_contract<S: AccountStore>(s: &S) {
     const CAROL: [u8; 16] = [0xc0; 16];
@@ -161,4 +181,515 @@ pub fn names_contract<S: AccountStore>(s: &S) {
     assert_eq!(s.name(&CAROL).unwrap(), None);
     assert!(s.create_account(&new(DAVE, "carol")).unwrap());
     assert_eq!(s.user_by_name("carol").unwrap(), Some(DAVE));
+}
+
+const NO_QUOTA: u64 = u64::MAX;
+
+fn page(c: [u8; 16], o: u8, version: u64, index: u32) -> PageKey {
+    PageKey {
+        collection: c,
+        object: [o; 16],
+        version,
+        index,
+    }
+}
+
+fn object(c: [u8; 16], o: u8, version: u64) -> ObjectKey {
+    ObjectKey {
+        collection: c,
+        object: [o; 16],
+        version,
+    }
+}
+
+fn env(recipient: [u8; 16], owner: [u8; 16], target: [u8; 16], epoch: u32) -> EnvelopeKey {
+    EnvelopeKey {
+        recipient,
+        owner,
+        target,
+        epoch,
+    }
+}
+
+/// Scopes, pages, headers, keys, the manifest head, rosters, usage and quotas.
+pub fn data_contract<B: Backend>(b: &B) {
+    let (u, v) = ([0x11; 16], [0x12; 16]);
+    let c = [0xc1; 16];
+    let g = [0x91; 16];
+    assert_eq!(b.scope(&c).unwrap(), None);
+    assert_eq!(
+        b.create_scope(&c, ScopeKind::Collection, &u).unwrap(),
+        Created::Created
+    );
+    assert_eq!(
+        b.create_scope(&c, ScopeKind::Group, &v).unwrap(),
+        Created::Exists {
+            kind: ScopeKind::Collection,
+            owner: u
+        }
+    );
+    assert_eq!(b.scope(&c).unwrap(), Some((ScopeKind::Collection, u)));
+    assert_eq!(
+        b.create_scope(&g, ScopeKind::Group, &u).unwrap(),
+        Created::Created
+    );
+    assert_eq!(b.usage(&u).unwrap(), 0);
+
+    // Writes under a missing scope or a scope of the other kind change nothing.
+    let missing = [0xee; 16];
+    assert_eq!(
+        b.put_page(&page(missing, 1, 1, 0), b"p", NO_QUOTA).unwrap(),
+        Write::NoScope
+    );
+    assert_eq!(
+        b.put_page(&page(g, 1, 1, 0), b"p", NO_QUOTA).unwrap(),
+        Write::NoScope
+    );
+    assert_eq!(b.get_page(&page(g, 1, 1, 0)).unwrap(), None);
+    assert_eq!(
+        b.put_header(&object(missing, 1, 1), b"h", NO_QUOTA)
+            .unwrap(),
+        Write::NoScope
+    );
+    assert_eq!(
+        b.put_collection_key(&g, 1, b"k", NO_QUOTA).unwrap(),
+        Write::NoScope
+    );
+    assert_eq!(
+        b.swap_manifest(&missing, 0, 1, b"m", NO_QUOTA).unwrap(),
+        ManifestSwap::NoScope
+    );
+    assert_eq!(
+        b.insert_roster(&c, 1, b"r", NO_QUOTA).unwrap(),
+        InsertRoster::NoScope
+    );
+
+    // Pages and headers: put, replace, read; usage counts bytes, replacing only the difference.
+    let p0 = page(c, 1, 1, 0);
+    let p1 = page(c, 1, 1, 1);
+    assert_eq!(b.put_page(&p0, &[1; 1000], NO_QUOTA).unwrap(), Write::Done);
+    assert_eq!(b.put_page(&p1, &[2; 500], NO_QUOTA).unwrap(), Write::Done);
+    assert_eq!(
+        b.put_header(&object(c, 1, 1), &[3; 100], NO_QUOTA).unwrap(),
+        Write::Done
+    );
+    assert_eq!(b.get_page(&p0).unwrap(), Some(vec![1; 1000]));
+    assert_eq!(b.get_page(&p1).unwrap(), Some(vec![2; 500]));
+    assert_eq!(b.get_page(&page(c, 1, 1, 2)).unwrap(), None);
+    assert_eq!(b.get_page(&page(c, 1, 2, 0)).unwrap(), None);
+    assert_eq!(b.get_header(&object(c, 1, 1)).unwrap(), Some(vec![3; 100]));
+    assert_eq!(b.usage(&u).unwrap(), 1600);
+    assert_eq!(b.put_page(&p0, &[4; 800], NO_QUOTA).unwrap(), Write::Done);
+    assert_eq!(b.get_page(&p0).unwrap(), Some(vec![4; 800]));
+    assert_eq!(b.usage(&u).unwrap(), 1400);
+    assert_eq!(b.usage(&v).unwrap(), 0);
+
+    // Quota: a write past it changes nothing; a replacement that shrinks is allowed.
+    assert_eq!(
+        b.put_page(&page(c, 2, 1, 0), &[5; 101], 1500).unwrap(),
+        Write::QuotaExceeded
+    );
+    assert_eq!(b.get_page(&page(c, 2, 1, 0)).unwrap(), None);
+    assert_eq!(
+        b.put_page(&page(c, 2, 1, 0), &[5; 100], 1500).unwrap(),
+        Write::Done
+    );
+    assert_eq!(b.usage(&u).unwrap(), 1500);
+    assert_eq!(b.put_page(&p0, &[6; 700], 1500).unwrap(), Write::Done);
+    assert_eq!(b.usage(&u).unwrap(), 1400);
+
+    // Deleting an object version removes its header and every page, once.
+    assert!(b.delete_object(&object(c, 1, 1)).unwrap());
+    assert!(!b.delete_object(&object(c, 1, 1)).unwrap());
+    assert_eq!(b.get_page(&p0).unwrap(), None);
+    assert_eq!(b.get_page(&p1).unwrap(), None);
+    assert_eq!(b.get_header(&object(c, 1, 1)).unwrap(), None);
+    assert_eq!(b.get_page(&page(c, 2, 1, 0)).unwrap(), Some(vec![5; 100]));
+    assert_eq!(b.usage(&u).unwrap(), 100);
+
+    // Collection keys per epoch.
+    assert_eq!(
+        b.put_collection_key(&c, 1, &[7; 80], NO_QUOTA).unwrap(),
+        Write::Done
+    );
+    assert_eq!(
+        b.put_collection_key(&c, 2, &[8; 80], NO_QUOTA).unwrap(),
+        Write::Done
+    );
+    assert_eq!(b.get_collection_key(&c, 1).unwrap(), Some(vec![7; 80]));
+    assert_eq!(b.get_collection_key(&c, 2).unwrap(), Some(vec![8; 80]));
+    assert_eq!(b.get_collection_key(&c, 3).unwrap(), None);
+
+    // The manifest head: compare-and-swap, versions only rise.
+    assert_eq!(b.get_manifest(&c).unwrap(), None);
+    assert_eq!(
+        b.swap_manifest(&c, 0, 1, b"m1", NO_QUOTA).unwrap(),
+        ManifestSwap::Cas(Cas::Done)
+    );
+    assert_eq!(
+        b.swap_manifest(&c, 0, 1, b"again", NO_QUOTA).unwrap(),
+        ManifestSwap::Cas(Cas::Conflict { current: 1 })
+    );
+    assert_eq!(
+        b.swap_manifest(&c, 1, 1, b"same version", NO_QUOTA)
+            .unwrap(),
+        ManifestSwap::Cas(Cas::Conflict { current: 1 })
+    );
+    assert_eq!(
+        b.swap_manifest(&c, 1, 5, b"m5", NO_QUOTA).unwrap(),
+        ManifestSwap::Cas(Cas::Done)
+    );
+    assert_eq!(b.get_manifest(&c).unwrap(), Some((5, b"m5".to_vec())));
+    let used = b.usage(&u).unwrap();
+    assert_eq!(
+        b.swap_manifest(&c, 5, 6, &[0; 100_000], used + 1000)
+            .unwrap(),
+        ManifestSwap::QuotaExceeded
+    );
+    assert_eq!(b.get_manifest(&c).unwrap(), Some((5, b"m5".to_vec())));
+
+    // Rosters: insert-only per version, listed ascending.
+    assert_eq!(
+        b.insert_roster(&g, 2, b"r2", NO_QUOTA).unwrap(),
+        InsertRoster::Done
+    );
+    assert_eq!(
+        b.insert_roster(&g, 1, b"r1", NO_QUOTA).unwrap(),
+        InsertRoster::Done
+    );
+    assert_eq!(
+        b.insert_roster(&g, 1, b"other", NO_QUOTA).unwrap(),
+        InsertRoster::Exists
+    );
+    assert_eq!(b.get_roster(&g, 1).unwrap(), Some(b"r1".to_vec()));
+    assert_eq!(b.get_roster(&g, 3).unwrap(), None);
+    assert_eq!(b.list_rosters(&g).unwrap(), vec![1, 2]);
+    assert_eq!(b.list_rosters(&c).unwrap(), Vec::<u64>::new());
+    let used = b.usage(&u).unwrap();
+    assert_eq!(
+        b.insert_roster(&g, 3, &[0; 50], used + 10).unwrap(),
+        InsertRoster::QuotaExceeded
+    );
+    assert_eq!(b.list_rosters(&g).unwrap(), vec![1, 2]);
+}
+
+/// Who may reach what: derived from envelope keys (DataStore's module documentation).
+pub fn access_contract<B: Backend>(b: &B) {
+    let (owner, bob, carol, dave) = ([0x21; 16], [0x22; 16], [0x23; 16], [0x24; 16]);
+    let c = [0xc2; 16];
+    let c2 = [0xc3; 16];
+    let g = [0x92; 16];
+    assert_eq!(
+        b.create_scope(&c, ScopeKind::Collection, &owner).unwrap(),
+        Created::Created
+    );
+    assert_eq!(
+        b.create_scope(&c2, ScopeKind::Collection, &owner).unwrap(),
+        Created::Created
+    );
+    assert_eq!(
+        b.create_scope(&g, ScopeKind::Group, &owner).unwrap(),
+        Created::Created
+    );
+    assert!(b.can_reach(&owner, &c).unwrap());
+    assert!(!b.can_reach(&bob, &c).unwrap());
+    assert!(!b.can_reach(&bob, &[0xee; 16]).unwrap());
+    assert_eq!(
+        b.list_scopes(&owner).unwrap(),
+        vec![
+            (g, ScopeKind::Group),
+            (c, ScopeKind::Collection),
+            (c2, ScopeKind::Collection)
+        ]
+    );
+    assert_eq!(b.list_scopes(&bob).unwrap(), vec![]);
+
+    // A direct share of epoch 1 lets bob reach c.
+    assert_eq!(
+        b.put_envelope(&env(bob, owner, c, 1), b"e-bob-1", NO_QUOTA)
+            .unwrap(),
+        Write::Done
+    );
+    assert!(b.can_reach(&bob, &c).unwrap());
+    assert!(!b.can_reach(&carol, &c).unwrap());
+    assert_eq!(
+        b.list_scopes(&bob).unwrap(),
+        vec![(c, ScopeKind::Collection)]
+    );
+    assert_eq!(
+        b.get_envelope(&env(bob, owner, c, 1)).unwrap(),
+        Some(b"e-bob-1".to_vec())
+    );
+    assert_eq!(b.list_envelopes(&bob).unwrap(), vec![env(bob, owner, c, 1)]);
+    assert_eq!(b.list_envelopes(&carol).unwrap(), vec![]);
+    // An envelope whose owner field is not the collection's owner grants nothing.
+    assert_eq!(
+        b.put_envelope(&env(dave, bob, c, 1), b"forged", NO_QUOTA)
+            .unwrap(),
+        Write::Done
+    );
+    assert!(!b.can_reach(&dave, &c).unwrap());
+    assert!(b.delete_envelope(&env(dave, bob, c, 1)).unwrap());
+    // An envelope for a missing scope is refused.
+    assert_eq!(
+        b.put_envelope(&env(bob, owner, [0xee; 16], 1), b"x", NO_QUOTA)
+            .unwrap(),
+        Write::NoScope
+    );
+
+    // Unshare = a new epoch that skips bob: bob loses c as soon as it is stored.
+    assert_eq!(
+        b.put_envelope(&env(carol, owner, c, 2), b"e-carol-2", NO_QUOTA)
+            .unwrap(),
+        Write::Done
+    );
+    assert!(!b.can_reach(&bob, &c).unwrap());
+    assert!(b.can_reach(&carol, &c).unwrap());
+    assert_eq!(b.list_scopes(&bob).unwrap(), vec![]);
+
+    // Groups: membership by the group's current-epoch secret envelope.
+    assert!(b.can_reach(&owner, &g).unwrap());
+    assert!(!b.can_reach(&bob, &g).unwrap());
+    assert_eq!(
+        b.put_envelope(&env(bob, g, g, 1), b"gs-bob-1", NO_QUOTA)
+            .unwrap(),
+        Write::Done
+    );
+    assert_eq!(
+        b.put_envelope(&env(dave, g, g, 1), b"gs-dave-1", NO_QUOTA)
+            .unwrap(),
+        Write::Done
+    );
+    assert!(b.can_reach(&bob, &g).unwrap());
+    assert!(b.can_reach(&dave, &g).unwrap());
+    // c2 shared with the group reaches its members.
+    assert_eq!(
+        b.put_envelope(&env(g, owner, c2, 1), b"c2-g-1", NO_QUOTA)
+            .unwrap(),
+        Write::Done
+    );
+    assert!(b.can_reach(&bob, &c2).unwrap());
+    assert!(b.can_reach(&dave, &c2).unwrap());
+    assert!(!b.can_reach(&carol, &c2).unwrap());
+    assert_eq!(
+        b.list_scopes(&dave).unwrap(),
+        vec![(g, ScopeKind::Group), (c2, ScopeKind::Collection)]
+    );
+    // Removing dave from the group: a new group epoch for bob only.
+    assert_eq!(
+        b.put_envelope(&env(bob, g, g, 2), b"gs-bob-2", NO_QUOTA)
+            .unwrap(),
+        Write::Done
+    );
+    assert!(!b.can_reach(&dave, &g).unwrap());
+    assert!(!b.can_reach(&dave, &c2).unwrap());
+    assert!(b.can_reach(&bob, &c2).unwrap());
+    assert_eq!(b.list_scopes(&dave).unwrap(), vec![]);
+    // Envelope usage is charged to the target's owner.
+    assert_eq!(b.usage(&owner).unwrap(), 7 + 9 + 8 + 9 + 6 + 8);
+    assert_eq!(b.usage(&bob).unwrap(), 0);
+}
+
+/// The change feed: monotonic, complete, and filtered by access.
+pub fn feed_contract<B: Backend>(b: &B) {
+    let (owner, bob) = ([0x31; 16], [0x32; 16]);
+    let c = [0xc4; 16];
+    let secret = [0xc5; 16];
+    let start_owner = b.changes(&owner, 0, 10_000).unwrap();
+    assert!(start_owner.changes.is_empty());
+    let cursor0 = b.changes(&bob, 0, 10_000).unwrap().next;
+
+    assert_eq!(
+        b.create_scope(&c, ScopeKind::Collection, &owner).unwrap(),
+        Created::Created
+    );
+    assert_eq!(
+        b.create_scope(&secret, ScopeKind::Collection, &owner)
+            .unwrap(),
+        Created::Created
+    );
+    assert_eq!(
+        b.put_collection_key(&c, 1, b"k1", NO_QUOTA).unwrap(),
+        Write::Done
+    );
+    assert_eq!(
+        b.swap_manifest(&c, 0, 1, b"m1", NO_QUOTA).unwrap(),
+        ManifestSwap::Cas(Cas::Done)
+    );
+    assert_eq!(
+        b.swap_manifest(&secret, 0, 1, b"s1", NO_QUOTA).unwrap(),
+        ManifestSwap::Cas(Cas::Done)
+    );
+    // Pages are not in the feed (the manifest that references them is).
+    assert_eq!(
+        b.put_page(&page(c, 1, 1, 0), b"p", NO_QUOTA).unwrap(),
+        Write::Done
+    );
+
+    let all = b.changes(&owner, 0, 10_000).unwrap();
+    let kinds: Vec<ChangeKind> = all.changes.iter().map(|ch| ch.kind).collect();
+    assert_eq!(
+        kinds,
+        vec![
+            ChangeKind::ScopeCreated {
+                scope: c,
+                kind: ScopeKind::Collection
+            },
+            ChangeKind::ScopeCreated {
+                scope: secret,
+                kind: ScopeKind::Collection
+            },
+            ChangeKind::CollectionKey {
+                collection: c,
+                epoch: 1
+            },
+            ChangeKind::Manifest {
+                collection: c,
+                version: 1
+            },
+            ChangeKind::Manifest {
+                collection: secret,
+                version: 1
+            },
+        ]
+    );
+    assert!(all.changes.windows(2).all(|w| w[0].seq < w[1].seq));
+    assert!(!all.more);
+    assert_eq!(all.next, all.changes.last().unwrap().seq);
+    // Bob sees nothing of the owner's yet.
+    let bob_feed = b.changes(&bob, cursor0, 10_000).unwrap();
+    assert!(bob_feed.changes.is_empty());
+    assert!(bob_feed.next >= cursor0);
+
+    // Limits and cursors: page through one change at a time and get the same list.
+    let mut cursor = 0;
+    let mut paged = Vec::new();
+    loop {
+        let page = b.changes(&owner, cursor, 1).unwrap();
+        assert!(page.changes.len() <= 1);
+        paged.extend(page.changes.iter().copied());
+        assert!(page.next >= cursor);
+        cursor = page.next;
+        if !page.more {
+            break;
+        }
+    }
+    assert_eq!(paged, all.changes);
+    assert!(b.changes(&owner, all.next, 100).unwrap().changes.is_empty());
+
+    // Sharing c with bob: bob sees the envelope and, from now on, c's changes; never
+    // `secret`'s.
+    assert_eq!(
+        b.put_envelope(&env(bob, owner, c, 1), b"e", NO_QUOTA)
+            .unwrap(),
+        Write::Done
+    );
+    assert_eq!(
+        b.swap_manifest(&c, 1, 2, b"m2", NO_QUOTA).unwrap(),
+        ManifestSwap::Cas(Cas::Done)
+    );
+    assert_eq!(
+        b.swap_manifest(&secret, 1, 2, b"s2", NO_QUOTA).unwrap(),
+        ManifestSwap::Cas(Cas::Done)
+    );
+    let bob_all = b.changes(&bob, cursor0, 10_000).unwrap();
+    assert!(bob_all.changes.iter().all(|ch| ch.kind.scope() == c));
+    assert!(bob_all
+        .changes
+        .iter()
+        .any(|ch| ch.kind == ChangeKind::Envelope(env(bob, owner, c, 1))));
+    assert!(bob_all.changes.iter().any(|ch| ch.kind
+        == ChangeKind::Manifest {
+            collection: c,
+            version: 2
+        }));
+    // Only what changed since the owner's last cursor.
+    let since = b.changes(&owner, all.next, 10_000).unwrap();
+    assert_eq!(since.changes.len(), 3);
+    assert!(since.changes.iter().all(|ch| ch.seq > all.next));
+}
+
+/// Deleting scopes and accounts removes everything under them and gives the bytes back.
+pub fn deletion_contract<B: Backend>(b: &B) {
+    let (owner, bob) = ([0x41; 16], [0x42; 16]);
+    let (c, g) = ([0xc6; 16], [0x96; 16]);
+    let before = b.changes(&owner, 0, 10_000).unwrap().next;
+    assert_eq!(
+        b.create_scope(&c, ScopeKind::Collection, &owner).unwrap(),
+        Created::Created
+    );
+    assert_eq!(
+        b.create_scope(&g, ScopeKind::Group, &owner).unwrap(),
+        Created::Created
+    );
+    assert_eq!(
+        b.put_page(&page(c, 1, 1, 0), &[1; 300], NO_QUOTA).unwrap(),
+        Write::Done
+    );
+    assert_eq!(
+        b.put_header(&object(c, 1, 1), &[2; 30], NO_QUOTA).unwrap(),
+        Write::Done
+    );
+    assert_eq!(
+        b.put_collection_key(&c, 1, &[3; 80], NO_QUOTA).unwrap(),
+        Write::Done
+    );
+    assert_eq!(
+        b.swap_manifest(&c, 0, 1, &[4; 40], NO_QUOTA).unwrap(),
+        ManifestSwap::Cas(Cas::Done)
+    );
+    assert_eq!(
+        b.put_envelope(&env(bob, owner, c, 1), &[5; 50], NO_QUOTA)
+            .unwrap(),
+        Write::Done
+    );
+    assert_eq!(
+        b.insert_roster(&g, 1, &[6; 60], NO_QUOTA).unwrap(),
+        InsertRoster::Done
+    );
+    assert!(b.usage(&owner).unwrap() >= 300 + 30 + 80 + 40 + 50 + 60);
+    assert!(b.can_reach(&bob, &c).unwrap());
+
+    assert!(b.delete_scope(&c).unwrap());
+    assert!(!b.delete_scope(&c).unwrap());
+    assert_eq!(b.scope(&c).unwrap(), None);
+    assert_eq!(b.get_page(&page(c, 1, 1, 0)).unwrap(), None);
+    assert_eq!(b.get_header(&object(c, 1, 1)).unwrap(), None);
+    assert_eq!(b.get_collection_key(&c, 1).unwrap(), None);
+    assert_eq!(b.get_manifest(&c).unwrap(), None);
+    assert_eq!(b.get_envelope(&env(bob, owner, c, 1)).unwrap(), None);
+    assert!(b.list_envelopes(&bob).unwrap().is_empty());
+    assert!(!b.can_reach(&bob, &c).unwrap());
+    // Only the group's roster is left on the owner's account.
+    assert!(b.usage(&owner).unwrap() >= 60);
+    assert!(b.usage(&owner).unwrap() < 300);
+    let feed = b.changes(&owner, before, 10_000).unwrap();
+    assert!(feed.changes.iter().any(|ch| ch.kind
+        == ChangeKind::ScopeDeleted {
+            scope: c,
+            kind: ScopeKind::Collection
+        }));
+    // The id can be created again, by anyone.
+    assert_eq!(
+        b.create_scope(&c, ScopeKind::Collection, &bob).unwrap(),
+        Created::Created
+    );
+    assert!(b.delete_scope(&c).unwrap());
+
+    // Deleting an account deletes the scopes it owns.
+    let (v, k, i, _) = account(owner, 9);
+    assert!(b
+        .create_account(&NewAccount {
+            user: owner,
+            name: "deleted-owner",
+            verifier: &v,
+            keyring: &k,
+            identity: &i,
+        })
+        .unwrap());
+    assert!(b.delete_account(&owner).unwrap());
+    assert_eq!(b.scope(&g).unwrap(), None);
+    assert_eq!(b.get_roster(&g, 1).unwrap(), None);
+    assert_eq!(b.usage(&owner).unwrap(), 0);
+    assert!(b.list_scopes(&owner).unwrap().is_empty());
 }
