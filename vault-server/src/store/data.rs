@@ -223,9 +223,8 @@ impl ChangeKind {
             ChangeKind::ScopeCreated { scope, .. } | ChangeKind::ScopeDeleted { scope, .. } => {
                 *scope
             }
-            ChangeKind::Manifest { collection, .. } | ChangeKind::CollectionKey { collection, .. } => {
-                *collection
-            }
+            ChangeKind::Manifest { collection, .. }
+            | ChangeKind::CollectionKey { collection, .. } => *collection,
             ChangeKind::ObjectDeleted(o) => o.collection,
             ChangeKind::Envelope(e) | ChangeKind::EnvelopeDeleted(e) => e.target,
             ChangeKind::Roster { group, .. } => *group,
@@ -276,8 +275,12 @@ pub struct Changes {
 /// - Reads of anything missing give `None` / empty lists, never an error.
 pub trait DataStore: Send + Sync {
     /// Creates a scope owned by `owner`, or reports the existing one.
-    fn create_scope(&self, id: &Id, kind: ScopeKind, owner: &UserId)
-        -> Result<Created, BackendError>;
+    fn create_scope(
+        &self,
+        id: &Id,
+        kind: ScopeKind,
+        owner: &UserId,
+    ) -> Result<Created, BackendError>;
     /// The kind and owner of a scope.
     fn scope(&self, id: &Id) -> Result<Option<(ScopeKind, UserId)>, BackendError>;
     /// Deletes a scope and everything under it: pages, headers, keys, manifest, rosters, and
@@ -313,8 +316,11 @@ pub trait DataStore: Send + Sync {
         quota: u64,
     ) -> Result<Write, BackendError>;
     /// Reads a wrapped collection key.
-    fn get_collection_key(&self, collection: &Id, epoch: u32)
-        -> Result<Option<Vec<u8>>, BackendError>;
+    fn get_collection_key(
+        &self,
+        collection: &Id,
+        epoch: u32,
+    ) -> Result<Option<Vec<u8>>, BackendError>;
     /// The manifest head of a collection and its version.
     fn get_manifest(&self, collection: &Id) -> Result<Option<(u64, Vec<u8>)>, BackendError>;
     /// Replaces the manifest head with `manifest` at `version` if the stored version is
@@ -331,8 +337,12 @@ pub trait DataStore: Send + Sync {
     ) -> Result<ManifestSwap, BackendError>;
 
     /// Stores (or replaces) an envelope, charged to the scope `key.target`.
-    fn put_envelope(&self, key: &EnvelopeKey, envelope: &[u8], quota: u64)
-        -> Result<Write, BackendError>;
+    fn put_envelope(
+        &self,
+        key: &EnvelopeKey,
+        envelope: &[u8],
+        quota: u64,
+    ) -> Result<Write, BackendError>;
     /// Reads an envelope.
     fn get_envelope(&self, key: &EnvelopeKey) -> Result<Option<Vec<u8>>, BackendError>;
     /// The keys of the envelopes addressed to `recipient`, in byte order.
