@@ -1,9 +1,10 @@
 //! # vault-server
 //!
 //! The thin server of the end-to-end encrypted vault (BRIEF R14): it stores opaque bytes and
-//! never holds a decryption key. This first part is the login and session layer
-//! ([`auth`]) and the storage seam for accounts and sessions ([`store`], sled backend); the
-//! HTTP API builds on them.
+//! never holds a decryption key. Its parts: the HTTP API ([`api`], docs/spec/api.md) and its
+//! configuration ([`config`]); the login and session layer ([`auth`]); the storage seam with
+//! its backends ([`store`]: sled, and PostgreSQL with the `postgres` feature). The
+//! `vault-server` binary (`src/main.rs`) serves the API over either store.
 //!
 //! The client proves its password by a 32-byte login secret derived from it
 //! (docs/spec/keyring.md §3); the server keeps only a slow, salted [`auth::Verifier`] of that
@@ -51,5 +52,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod api;
 pub mod auth;
+pub mod config;
 pub mod store;

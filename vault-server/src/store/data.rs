@@ -368,7 +368,9 @@ pub trait DataStore: Send + Sync {
     /// (see [`Changes`]). Visible, judged at the time of the call: changes whose scope
     /// `user` may reach ([`DataStore::can_reach`]); envelope changes addressed to `user` or
     /// to a group `user` is a member of; and a [`ChangeKind::ScopeDeleted`] to the account
-    /// that owned the scope (the backend keeps the former owner with that change).
+    /// that owned the scope (the backend keeps the former owner with that change). A change
+    /// made before its scope was (re)created belongs to a deleted scope of the same id and
+    /// is visible to nobody but through that scope's `ScopeDeleted`.
     fn changes(&self, user: &UserId, after: u64, limit: usize) -> Result<Changes, BackendError>;
 }
 

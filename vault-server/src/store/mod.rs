@@ -1,14 +1,17 @@
-//! The server's storage seam (issue #5, docs/spec/login.md §10): what the server keeps per
-//! account — the login verifier, the sealed keyring blob (versioned, compare-and-swap) and
-//! the public identity bundle — and its sessions. Every value is opaque to the server except
-//! the verifier, which it checks; none of them opens user data.
+//! The server's storage seam (issue #5; docs/spec/storage.md, login.md §10): what the
+//! server keeps — per account the login verifier, the sealed keyring blob (versioned,
+//! compare-and-swap), the public identity bundle and the sessions ([`AccountStore`],
+//! [`SessionStore`]); and the opaque data of collections and groups with its change feed
+//! ([`DataStore`]). Every value is opaque to the server except the verifier, which it
+//! checks; none of them opens user data.
 //!
-//! One trait, several backends, one contract suite (`tests/store_contract.rs`) run
-//! unchanged against each: [`SledBackend`] (the embedded default, a data directory) now;
-//! PostgreSQL follows with the HTTP API. Collections, pages, envelopes, rosters and the
-//! change feed join this seam with the sync API.
+//! One trait ([`Backend`]), two backends, one contract suite (`tests/contract/`) run
+//! unchanged against each: [`SledBackend`] (the embedded default, a data directory) and
+//! `PgBackend` (PostgreSQL, cargo feature `postgres`, on by default).
 
 mod data;
+#[cfg(feature = "postgres")]
+mod pg_backend;
 mod sled_backend;
 mod sled_data;
 
@@ -16,6 +19,8 @@ pub use data::{
     Change, ChangeKind, Changes, Created, DataStore, EnvelopeKey, Id, InsertRoster, ManifestSwap,
     ObjectKey, PageKey, ScopeKind, Write,
 };
+#[cfg(feature = "postgres")]
+pub use pg_backend::PgBackend;
 pub use sled_backend::SledBackend;
 
 use crate::auth::{SessionStore, UserId};

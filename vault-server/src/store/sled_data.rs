@@ -4,7 +4,7 @@
 //!
 //! | tree | key | value |
 //! |---|---|---|
-//! | `scopes` | id[16] | kind u8 ‖ owner[16] ‖ u64 bytes under the scope |
+//! | `scopes` | id[16] | kind u8 ‖ owner[16] ‖ u64 bytes under the scope ‖ u64 seq of its creation |
 //! | `owned` | owner[16] ‖ id[16] | kind u8 |
 //! | `usage` | owner[16] | u64 bytes over the owner's scopes |
 //! | `pages` | collection ‖ object ‖ u64 version ‖ u32 index | sealed page |
@@ -149,22 +149,26 @@ fn id16(b: &[u8]) -> Option<Id> {
     b.try_into().ok()
 }
 
-fn decode_scope(v: &[u8]) -> Option<(ScopeKind, UserId, u64)> {
-    if v.len() != 25 {
+/// A scope record: kind, owner, bytes under the scope, and the sequence number of its
+/// creation (changes before it belong to an earlier scope of the same id).
+fn decode_scope(v: &[u8]) -> Option<(ScopeKind, UserId, u64, u64)> {
+    if v.len() != 33 {
         return None;
     }
     Some((
         ScopeKind::from_code(v[0])?,
         id16(&v[1..17])?,
-        be_u64(&v[17..])?,
+        be_u64(&v[17..25])?,
+        be_u64(&v[25..])?,
     ))
 }
 
-fn encode_scope(kind: ScopeKind, owner: &UserId, bytes: u64) -> [u8; 25] {
-    let mut v = [0u8; 25];
+fn encode_scope(kind: ScopeKind, owner: &UserId, bytes: u64, created: u64) -> [u8; 33] {
+    let mut v = [0u8; 33];
     v[0] = kind.code();
     v[1..17].copy_from_slice(owner);
-    v[17..].copy_from_slice(&bytes.to_be_bytes());
+    v[17..25].copy_from_slice(&bytes.to_be_bytes());
+    v[25..].copy_from_slice(&created.to_be_bytes());
     v
 }
 
@@ -374,7 +378,7 @@ struct Tx<'a> {
 }
 
 impl Tx<'_> {
-    fn scope(&self, id: &Id) -> Result<Option<(ScopeKind, UserId, u64)>, Abort> {
+    fn scope(&self, id: &Id) -> Result<Option<(ScopeKind, UserId, u64, u64)>, Abort> {
         match self.scopes.get(id)? {
             None => Ok(None),
             Some(v) => decode_scope(&v).map(Some).ok_or(abort(Refused::Corrupt)),
@@ -391,7 +395,7 @@ impl Tx<'_> {
         delta: i128,
         quota: u64,
     ) -> Result<(), Abort> {
-        let Some((k, owner, bytes)) = self.scope(id)? else {
+        let Some((k, owner, bytes, created)) = self.scope(id)? else {
             return Err(abort(Refused::NoScope));
         };
         if kind.is_some_and(|kind| kind != k) {
@@ -410,7 +414,7 @@ impl Tx<'_> {
         self.usage
             .insert(&owner[..], &clamp(new_used).to_be_bytes()[..])?;
         self.scopes
-            .insert(&id[..], &encode_scope(k, &owner, new_bytes)[..])?;
+            .insert(&id[..], &encode_scope(k, &owner, new_bytes, created)[..])?;
         Ok(())
     }
 
@@ -533,7 +537,7 @@ impl SledBackend {
         Ok(out)
     }
 
-    fn scope_record(&self, id: &Id) -> Result<Option<(ScopeKind, UserId, u64)>, BackendError> {
+    fn scope_record(&self, id: &Id) -> Result<Option<(ScopeKind, UserId, u64, u64)>, BackendError> {
         match self.data.scopes.get(id).map_err(err)? {
             None => Ok(None),
             Some(v) => decode_scope(&v)
@@ -561,7 +565,7 @@ impl SledBackend {
     }
 
     fn is_member(&self, user: &UserId, group: &Id) -> Result<bool, BackendError> {
-        let Some((kind, owner, _)) = self.scope_record(group)? else {
+        let Some((kind, owner, _, _)) = self.scope_record(group)? else {
             return Ok(false);
         };
         if kind != ScopeKind::Group {
@@ -611,7 +615,7 @@ impl SledBackend {
 
     /// Deletes a scope under the writer lock (held by the caller through `last`).
     fn delete_scope_locked(&self, last: &mut u64, id: &Id) -> Result<bool, BackendError> {
-        let Some((kind, owner, _)) = self.scope_record(id)? else {
+        let Some((kind, owner, _, _)) = self.scope_record(id)? else {
             return Ok(false);
         };
         // Scans outside the transaction are stable: every writer holds the lock.
@@ -631,7 +635,7 @@ impl SledBackend {
             .checked_add(1)
             .ok_or_else(|| BackendError::new("sled: change sequence exhausted"))?;
         let out = self.data_tx(|tx| {
-            let Some((_, _, bytes)) = tx.scope(id)? else {
+            let Some((_, _, bytes, _)) = tx.scope(id)? else {
                 return Err(abort(Refused::NoScope));
             };
             tx.charge(id, None, -i128::from(bytes), u64::MAX)?;
@@ -691,7 +695,7 @@ impl DataStore for SledBackend {
                 return Err(abort(Refused::Exists));
             }
             tx.scopes
-                .insert(&id[..], &encode_scope(kind, owner, 0)[..])?;
+                .insert(&id[..], &encode_scope(kind, owner, 0, seq)[..])?;
             tx.owned.insert(&pair(owner, id)[..], &[kind.code()][..])?;
             tx.append(seq, &ChangeKind::ScopeCreated { scope: *id, kind }, None)?;
             Ok(())
@@ -699,14 +703,14 @@ impl DataStore for SledBackend {
         match out {
             Ok(()) => Ok(Created::Created),
             Err(_) => match self.scope_record(id)? {
-                Some((kind, owner, _)) => Ok(Created::Exists { kind, owner }),
+                Some((kind, owner, _, _)) => Ok(Created::Exists { kind, owner }),
                 None => Err(BackendError::new("sled: scope creation refused")),
             },
         }
     }
 
     fn scope(&self, id: &Id) -> Result<Option<(ScopeKind, UserId)>, BackendError> {
-        Ok(self.scope_record(id)?.map(|(k, o, _)| (k, o)))
+        Ok(self.scope_record(id)?.map(|(k, o, _, _)| (k, o)))
     }
 
     fn delete_scope(&self, id: &Id) -> Result<bool, BackendError> {
@@ -718,6 +722,11 @@ impl DataStore for SledBackend {
         let mut out: BTreeMap<Id, ScopeKind> = self.owned_scopes(user)?.into_iter().collect();
         // Reached through envelopes: to the user, or to a group the user is a member of.
         let mut recipients = vec![*user];
+        recipients.extend(
+            out.iter()
+                .filter(|(_, kind)| **kind == ScopeKind::Group)
+                .map(|(id, _)| *id),
+        );
         for e in self.list_envelopes(user)? {
             if e.owner == e.target && self.is_member(user, &e.target)? {
                 recipients.push(e.target);
@@ -741,7 +750,7 @@ impl DataStore for SledBackend {
     }
 
     fn can_reach(&self, user: &UserId, scope: &Id) -> Result<bool, BackendError> {
-        let Some((kind, owner, _)) = self.scope_record(scope)? else {
+        let Some((kind, owner, _, _)) = self.scope_record(scope)? else {
             return Ok(false);
         };
         if owner == *user {
@@ -912,7 +921,7 @@ impl DataStore for SledBackend {
     ) -> Result<ManifestSwap, BackendError> {
         let out = self.with_change(|tx, seq| {
             match tx.scope(collection)? {
-                Some((ScopeKind::Collection, _, _)) => {}
+                Some((ScopeKind::Collection, _, _, _)) => {}
                 _ => return Err(abort(Refused::NoScope)),
             }
             let old = tx.manifests.get(collection)?;
@@ -926,7 +935,9 @@ impl DataStore for SledBackend {
             let mut value = Vec::with_capacity(8 + manifest.len());
             value.extend_from_slice(&version.to_be_bytes());
             value.extend_from_slice(manifest);
-            let d = delta(value.len(), len_of(&old));
+            // The version prefix is bookkeeping: only the manifest's own bytes are charged.
+            let old_len = len_of(&old).map(|n| n.saturating_sub(8));
+            let d = delta(manifest.len(), old_len);
             tx.charge(collection, Some(ScopeKind::Collection), d, quota)?;
             tx.manifests.insert(&collection[..], value)?;
             let change = ChangeKind::Manifest {
@@ -1014,7 +1025,7 @@ impl DataStore for SledBackend {
         let k = id_u64(group, version);
         let out = self.with_change(|tx, seq| {
             match tx.scope(group)? {
-                Some((ScopeKind::Group, _, _)) => {}
+                Some((ScopeKind::Group, _, _, _)) => {}
                 _ => return Err(abort(Refused::NoScope)),
             }
             if tx.rosters.get(k)?.is_some() {
@@ -1076,8 +1087,10 @@ impl DataStore for SledBackend {
         let Some(start) = after.checked_add(1) else {
             return Ok(out);
         };
-        let mut examined = 0usize;
-        for item in self.data.changes.range(start.to_be_bytes()..) {
+        // The creation sequence number of each scope met: a change before it belongs to an
+        // earlier, deleted scope of the same id and is shown to nobody but its former owner.
+        let mut born: HashMap<Id, Option<u64>> = HashMap::new();
+        for (examined, item) in self.data.changes.range(start.to_be_bytes()..).enumerate() {
             if out.changes.len() >= limit || examined >= SCAN_BUDGET {
                 out.more = true;
                 break;
@@ -1086,15 +1099,28 @@ impl DataStore for SledBackend {
             let seq = be_u64(&k).ok_or_else(|| BackendError::new("sled: corrupt change key"))?;
             let (kind, former) = decode_change(&v)
                 .ok_or_else(|| BackendError::new("sled: corrupt change record"))?;
-            examined += 1;
             out.next = seq;
             let visible = match &kind {
                 ChangeKind::ScopeDeleted { .. } => former.as_ref() == Some(user),
-                ChangeKind::Envelope(e) | ChangeKind::EnvelopeDeleted(e) => {
-                    self.addressed_to(user, &e.recipient, &mut groups)?
-                        || self.reach_cached(user, &e.target, &mut reach)?
+                other => {
+                    let scope = other.scope();
+                    let created = match born.get(&scope) {
+                        Some(c) => *c,
+                        None => {
+                            let c = self.scope_record(&scope)?.map(|r| r.3);
+                            born.insert(scope, c);
+                            c
+                        }
+                    };
+                    created.is_some_and(|c| seq >= c)
+                        && match other {
+                            ChangeKind::Envelope(e) | ChangeKind::EnvelopeDeleted(e) => {
+                                self.addressed_to(user, &e.recipient, &mut groups)?
+                                    || self.reach_cached(user, &e.target, &mut reach)?
+                            }
+                            _ => self.reach_cached(user, &scope, &mut reach)?,
+                        }
                 }
-                other => self.reach_cached(user, &other.scope(), &mut reach)?,
             };
             if visible {
                 out.changes.push(Change { seq, kind });

@@ -7,8 +7,8 @@ use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use vault_server::auth::{Session, SessionStore, TokenHash};
 use vault_server::store::{
-    AccountStore, Backend, BackendError, Cas, ChangeKind, Created, DataStore, EnvelopeKey,
-    InsertRoster, ManifestSwap, NewAccount, ObjectKey, PageKey, ScopeKind, Write,
+    AccountStore, Backend, BackendError, Cas, ChangeKind, Created, EnvelopeKey, InsertRoster,
+    ManifestSwap, NewAccount, ObjectKey, PageKey, ScopeKind, Write,
 };
 
 /// Every part of the contract, on a fresh (empty) backend.
@@ -485,6 +485,29 @@ pub fn access_contract<B: Backend>(b: &B) {
     assert!(!b.can_reach(&dave, &c2).unwrap());
     assert!(b.can_reach(&bob, &c2).unwrap());
     assert_eq!(b.list_scopes(&dave).unwrap(), vec![]);
+    // A group's owner reaches, and lists, what is shared with the group.
+    let g2 = [0x93; 16];
+    let c3 = [0xc9; 16];
+    assert_eq!(
+        b.create_scope(&g2, ScopeKind::Group, &carol).unwrap(),
+        Created::Created
+    );
+    assert_eq!(
+        b.create_scope(&c3, ScopeKind::Collection, &dave).unwrap(),
+        Created::Created
+    );
+    assert_eq!(
+        b.put_envelope(&env(g2, dave, c3, 1), b"c3-g2", NO_QUOTA)
+            .unwrap(),
+        Write::Done
+    );
+    assert!(b.can_reach(&carol, &c3).unwrap());
+    assert!(b
+        .list_scopes(&carol)
+        .unwrap()
+        .contains(&(c3, ScopeKind::Collection)));
+    assert!(b.delete_scope(&c3).unwrap());
+    assert!(b.delete_scope(&g2).unwrap());
     // Envelope usage is charged to the target's owner.
     assert_eq!(b.usage(&owner).unwrap(), 7 + 9 + 8 + 9 + 6 + 8);
     assert_eq!(b.usage(&bob).unwrap(), 0);
@@ -669,10 +692,25 @@ pub fn deletion_contract<B: Backend>(b: &B) {
             scope: c,
             kind: ScopeKind::Collection
         }));
-    // The id can be created again, by anyone.
+    // The id can be created again, by anyone; the changes of the deleted scope stay hidden
+    // from the new owner.
+    let bob_before = b.changes(&bob, 0, 10_000).unwrap();
     assert_eq!(
         b.create_scope(&c, ScopeKind::Collection, &bob).unwrap(),
         Created::Created
+    );
+    let bob_after = b.changes(&bob, 0, 10_000).unwrap();
+    assert_eq!(
+        bob_after.changes.len(),
+        bob_before.changes.len() + 1,
+        "{bob_after:?}"
+    );
+    assert_eq!(
+        bob_after.changes.last().unwrap().kind,
+        ChangeKind::ScopeCreated {
+            scope: c,
+            kind: ScopeKind::Collection
+        }
     );
     assert!(b.delete_scope(&c).unwrap());
 
