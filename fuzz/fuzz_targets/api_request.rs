@@ -55,15 +55,24 @@ const ROUTES: &[(&str, &str)] = &[
     ("PUT", "/v1/identities/{me}"),
     ("GET", "/v1/collections"),
     ("PUT", "/v1/collections/{c}"),
-    ("PUT", "/v1/collections/{c}/objects/{o}/versions/{n}/pages/{n}"),
-    ("GET", "/v1/collections/{c}/objects/{o}/versions/{n}/pages/{n}"),
+    (
+        "PUT",
+        "/v1/collections/{c}/objects/{o}/versions/{n}/pages/{n}",
+    ),
+    (
+        "GET",
+        "/v1/collections/{c}/objects/{o}/versions/{n}/pages/{n}",
+    ),
     ("PUT", "/v1/collections/{c}/objects/{o}/versions/{n}"),
     ("GET", "/v1/collections/{c}/objects/{o}/versions/{n}"),
     ("DELETE", "/v1/collections/{c}/objects/{o}/versions/{n}"),
     ("PUT", "/v1/collections/{c}/keys/{n}"),
     ("GET", "/v1/collections/{c}/keys/{n}"),
     ("GET", "/v1/collections/{c}/manifest"),
-    ("PUT", "/v1/collections/{c}/manifest?expected={n}&version={n}"),
+    (
+        "PUT",
+        "/v1/collections/{c}/manifest?expected={n}&version={n}",
+    ),
     ("PUT", "/v1/groups/{g}"),
     ("PUT", "/v1/groups/{g}/rosters/{n}"),
     ("GET", "/v1/groups/{g}/rosters"),
@@ -116,17 +125,32 @@ fn b64(bytes: &[u8]) -> String {
     data_encoding::BASE64URL_NOPAD.encode(bytes)
 }
 
-async fn call(router: &Router, method: Method, path: &str, token: Option<&str>, body: Value) -> (StatusCode, Value) {
-    let mut b = Request::builder().method(method).uri(path).header("content-type", "application/json");
+async fn call(
+    router: &Router,
+    method: Method,
+    path: &str,
+    token: Option<&str>,
+    body: Value,
+) -> (StatusCode, Value) {
+    let mut b = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("content-type", "application/json");
     if let Some(t) = token {
         b = b.header("authorization", format!("Bearer {t}"));
     }
     let mut req = b.body(Body::from(body.to_string())).expect("request");
-    req.extensions_mut().insert(ConnectInfo(SocketAddr::from(([127, 0, 0, 1], 40_001))));
+    req.extensions_mut()
+        .insert(ConnectInfo(SocketAddr::from(([127, 0, 0, 1], 40_001))));
     let response = router.clone().oneshot(req).await.expect("infallible");
     let status = response.status();
-    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.expect("body");
-    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .expect("body");
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
 }
 
 /// A server over a sled store in `dir` with a small quota, one account (registered through
@@ -142,14 +166,23 @@ async fn start(dir: &std::path::Path) -> (Router, Fixture) {
         },
         ..Config::default()
     };
-    let state = AppState::new(backend, VerifierPolicy::insecure_test_policy(100), decoy, config);
+    let state = AppState::new(
+        backend,
+        VerifierPolicy::insecure_test_policy(100),
+        decoy,
+        config,
+    );
     let router = api::router(Arc::new(state));
 
     let mut rng = ChaCha20Rng::from_seed([0xa9; 32]);
     let keyring = Keyring::generate(&mut rng, &KeyringOptions::new()).expect("keyring");
     let params = insecure_test_params(&mut rng, 10);
-    let keys = PasswordKeys::derive_with_policy(&Password::from("fuzz"), &params, &insecure_test_policy(10))
-        .expect("password keys");
+    let keys = PasswordKeys::derive_with_policy(
+        &Password::from("fuzz"),
+        &params,
+        &insecure_test_policy(10),
+    )
+    .expect("password keys");
     let (sealed, _) = SealedKeyring::seal(&mut rng, &keyring, &keys);
     let me = hex(keyring.id().as_bytes());
     let secret = b64(keys.login_secret().expose_bytes());
@@ -162,10 +195,20 @@ async fn start(dir: &std::path::Path) -> (Router, Fixture) {
     });
     let (status, body) = call(&router, Method::POST, "/v1/accounts", None, register).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
-    let (status, body) = call(&router, Method::POST, "/v1/sessions", None, json!({"name": "fuzz", "login_secret": secret})).await;
+    let (status, body) = call(
+        &router,
+        Method::POST,
+        "/v1/sessions",
+        None,
+        json!({"name": "fuzz", "login_secret": secret}),
+    )
+    .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let token = body["token"].as_str().expect("token").to_owned();
-    for path in [format!("/v1/collections/{}", hex([0xc1; 16])), format!("/v1/groups/{}", hex([0x91; 16]))] {
+    for path in [
+        format!("/v1/collections/{}", hex([0xc1; 16])),
+        format!("/v1/groups/{}", hex([0x91; 16])),
+    ] {
         let (status, body) = call(&router, Method::PUT, &path, Some(&token), Value::Null).await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
     }
@@ -174,10 +217,14 @@ async fn start(dir: &std::path::Path) -> (Router, Fixture) {
 
 /// Asserts the one error shape: `{"error": {"code": "<non-empty>", "message": "..."}}`.
 fn assert_error_shape(status: StatusCode, bytes: &[u8]) {
-    let v: Value = serde_json::from_slice(bytes).unwrap_or_else(|e| panic!("{status}: not JSON: {e}"));
+    let v: Value =
+        serde_json::from_slice(bytes).unwrap_or_else(|e| panic!("{status}: not JSON: {e}"));
     let code = v["error"]["code"].as_str().unwrap_or_default();
     assert!(!code.is_empty(), "{status}: no error code in {v}");
-    assert!(v["error"]["message"].is_string(), "{status}: no message in {v}");
+    assert!(
+        v["error"]["message"].is_string(),
+        "{status}: no message in {v}"
+    );
 }
 
 struct State {
