@@ -51,12 +51,12 @@ pub fn check_identity(bytes: &[u8], user: &UserId) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// The client-KDF parameters in a stored keyring's header (keyring.md §4.2):
-/// `kdf_iterations` at offset 28 (`u32` big-endian) and `kdf_salt` at 32..48.
+/// The client-KDF parameters (salt, iteration count) of a stored sealed keyring, read by
+/// the keyring crate's own decoder (`SealedKeyring::kdf_params`, keyring.md §4.2); `None`
+/// if the blob does not decode.
 pub fn kdf_parameters(keyring: &[u8]) -> Option<([u8; 16], u32)> {
-    let iterations: [u8; 4] = keyring.get(28..32)?.try_into().ok()?;
-    let salt: [u8; 16] = keyring.get(32..48)?.try_into().ok()?;
-    Some((salt, u32::from_be_bytes(iterations)))
+    let params = SealedKeyring::from_bytes(keyring).ok()?.kdf_params();
+    Some((*params.salt(), params.iterations()))
 }
 
 #[cfg(test)]
@@ -89,11 +89,23 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::unwrap_used)]
     fn kdf_parameters_come_from_the_header() {
-        let mut header = vec![0u8; 64];
-        header[28..32].copy_from_slice(&600_000u32.to_be_bytes());
-        header[32..48].copy_from_slice(&[7; 16]);
-        assert_eq!(kdf_parameters(&header), Some(([7; 16], 600_000)));
-        assert_eq!(kdf_parameters(&header[..47]), None);
+        use rand_chacha::rand_core::SeedableRng;
+        use vault_keyring::danger::{insecure_test_policy, params_from_parts};
+        use vault_keyring::{Keyring, KeyringOptions, Password, PasswordKeys};
+
+        let mut rng = rand_chacha::ChaCha20Rng::from_seed([3; 32]);
+        let keyring = Keyring::generate(&mut rng, &KeyringOptions::new()).unwrap();
+        let params = params_from_parts([7; 16], 10);
+        let keys = PasswordKeys::derive_with_policy(
+            &Password::from("pw"),
+            &params,
+            &insecure_test_policy(10),
+        )
+        .unwrap();
+        let sealed = SealedKeyring::seal(&mut rng, &keyring, &keys).0.to_bytes();
+        assert_eq!(kdf_parameters(&sealed), Some(([7; 16], 10)));
+        assert_eq!(kdf_parameters(&sealed[..47]), None);
     }
 }

@@ -522,6 +522,26 @@ impl SledBackend {
         Ok(out)
     }
 
+    /// Stores (or replaces) `value` under `key` in a tree of collection `collection` that is
+    /// not in the feed (pages, headers), charging the difference in length.
+    fn put_in_collection(
+        &self,
+        collection: &Id,
+        tree: impl for<'a> Fn(&Tx<'a>) -> &'a TransactionalTree,
+        key: &[u8],
+        value: &[u8],
+        quota: u64,
+    ) -> Result<Write, BackendError> {
+        let out = self.without_change(|tx| {
+            let old = tree(tx).get(key)?;
+            let d = delta(value.len(), len_of(&old));
+            tx.charge(collection, Some(ScopeKind::Collection), d, quota)?;
+            tree(tx).insert(key, value)?;
+            Ok(())
+        })?;
+        Ok(write_outcome(out))
+    }
+
     /// The scopes `user` owns, in byte order.
     pub(super) fn owned_scopes(&self, user: &UserId) -> Result<Vec<(Id, ScopeKind)>, BackendError> {
         let mut out = Vec::new();
@@ -779,15 +799,7 @@ impl DataStore for SledBackend {
     }
 
     fn put_page(&self, key: &PageKey, page: &[u8], quota: u64) -> Result<Write, BackendError> {
-        let k = page_key(key);
-        let out = self.without_change(|tx| {
-            let old = tx.pages.get(k)?;
-            let d = delta(page.len(), len_of(&old));
-            tx.charge(&key.collection, Some(ScopeKind::Collection), d, quota)?;
-            tx.pages.insert(&k[..], page)?;
-            Ok(())
-        })?;
-        Ok(write_outcome(out))
+        self.put_in_collection(&key.collection, |tx| tx.pages, &page_key(key), page, quota)
     }
 
     fn get_page(&self, key: &PageKey) -> Result<Option<Vec<u8>>, BackendError> {
@@ -805,15 +817,13 @@ impl DataStore for SledBackend {
         header: &[u8],
         quota: u64,
     ) -> Result<Write, BackendError> {
-        let k = object_key(key);
-        let out = self.without_change(|tx| {
-            let old = tx.headers.get(k)?;
-            let d = delta(header.len(), len_of(&old));
-            tx.charge(&key.collection, Some(ScopeKind::Collection), d, quota)?;
-            tx.headers.insert(&k[..], header)?;
-            Ok(())
-        })?;
-        Ok(write_outcome(out))
+        self.put_in_collection(
+            &key.collection,
+            |tx| tx.headers,
+            &object_key(key),
+            header,
+            quota,
+        )
     }
 
     fn get_header(&self, key: &ObjectKey) -> Result<Option<Vec<u8>>, BackendError> {
