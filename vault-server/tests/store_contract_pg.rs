@@ -519,3 +519,37 @@ fn connecting_twice_to_a_fresh_schema_is_safe() {
         }
     });
 }
+
+/// The last handle to the backend is often released on a thread that drives the server's
+/// tokio runtime (when the router is dropped at shutdown). Closing the synchronous clients
+/// there must not panic: a panic inside that drop aborts the whole process.
+#[test]
+fn dropping_the_backend_inside_a_runtime_is_safe() {
+    let Some(url) = database_url("dropping_the_backend_inside_a_runtime_is_safe") else {
+        return;
+    };
+    let schema = TestSchema::new(url);
+    let open = || {
+        let b = schema.connect(2).unwrap();
+        b.check().unwrap();
+        b
+    };
+    for multi_thread in [false, true] {
+        let runtime = if multi_thread {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .build()
+        } else {
+            tokio::runtime::Builder::new_current_thread().build()
+        }
+        .unwrap();
+        let backend = open();
+        runtime.block_on(async move { drop(backend) });
+        let backend = open();
+        runtime.block_on(async move {
+            tokio::spawn(async move { drop(backend) }).await.unwrap();
+        });
+    }
+    // Outside any runtime it closes on the caller's thread.
+    drop(open());
+}

@@ -376,8 +376,44 @@ const CHANGE_COLUMNS: &str =
 /// The PostgreSQL backend. Cheap to share: every method takes a connection from the pool
 /// for the length of one operation.
 pub struct PgBackend {
-    pool: Pool<Manager>,
+    /// Always `Some` until [`Drop`] takes it out (see there).
+    pool: Option<Pool<Manager>>,
     schema: String,
+}
+
+impl Drop for PgBackend {
+    /// Closing a synchronous `postgres` client blocks on that client's own small runtime,
+    /// which panics when it happens on a thread that drives a tokio runtime, and the last
+    /// handle to the backend is often released there (when the server's router is dropped
+    /// at shutdown). So when dropped inside a runtime, the pool is closed on a thread of its
+    /// own, and this waits for it.
+    fn drop(&mut self) {
+        let Some(pool) = self.pool.take() else {
+            return;
+        };
+        if tokio::runtime::Handle::try_current().is_err() {
+            drop(pool);
+            return;
+        }
+        let (send, receive) = std::sync::mpsc::sync_channel::<Pool<Manager>>(1);
+        let closer = std::thread::Builder::new()
+            .name("vault-pg-close".to_owned())
+            .spawn(move || drop(receive.recv()));
+        match closer {
+            Ok(handle) => {
+                // The thread is alive and waiting, so the send cannot fail; a panic while
+                // closing has already been reported by the panic hook.
+                let _ = send.send(pool);
+                let _ = handle.join();
+            }
+            Err(e) => {
+                // Without a thread, leak the pool rather than abort: the connections
+                // close when the process exits.
+                tracing::warn!("postgres: could not close the pool: {e}");
+                std::mem::forget(pool);
+            }
+        }
+    }
 }
 
 impl fmt::Debug for PgBackend {
@@ -385,7 +421,7 @@ impl fmt::Debug for PgBackend {
         // The connection URL (which may hold a password) is deliberately not kept.
         f.debug_struct("PgBackend")
             .field("schema", &self.schema)
-            .field("pool_size", &self.pool.max_size())
+            .field("pool_size", &self.pool().max_size())
             .finish()
     }
 }
@@ -866,7 +902,7 @@ impl PgBackend {
             .build(PostgresConnectionManager::new(config, NoTls))
             .map_err(|e| BackendError::new(format!("postgres: connection pool: {e}")))?;
         let backend = Self {
-            pool,
+            pool: Some(pool),
             schema: schema.to_owned(),
         };
         backend.check()?;
@@ -878,8 +914,16 @@ impl PgBackend {
         &self.schema
     }
 
+    fn pool(&self) -> &Pool<Manager> {
+        match &self.pool {
+            Some(pool) => pool,
+            // Only `Drop` empties the field, and nothing runs after it.
+            None => unreachable!("the pool is taken only when the backend is dropped"),
+        }
+    }
+
     fn conn(&self, op: &str) -> Result<Conn, BackendError> {
-        self.pool
+        self.pool()
             .get()
             .map_err(|e| BackendError::new(format!("postgres: {op}: no connection: {e}")))
     }
