@@ -391,6 +391,11 @@ impl Packs {
             .append(true)
             .open(Self::path(dir, id))
             .map_err(|e| io_err("create pack", e))?;
+        // The new file's directory entry must be durable too, or a crash could lose the
+        // whole pack after its pages were acknowledged.
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| io_err("sync directory", e))?;
         Ok(PackWriter {
             id,
             file,

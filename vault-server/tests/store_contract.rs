@@ -154,3 +154,165 @@ fn a_damaged_data_record_is_refused_at_start_up() {
     let e = SledBackend::open(dir.path()).err().expect("refused");
     assert!(e.to_string().contains("corrupt scope record"), "{e}");
 }
+
+/// The blocks the pack files of `dir` occupy on disk.
+#[cfg(target_os = "linux")]
+fn pack_blocks(dir: &std::path::Path) -> u64 {
+    use std::os::unix::fs::MetadataExt as _;
+    std::fs::read_dir(dir.join("packs"))
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().blocks())
+        .sum()
+}
+
+/// Page bytes live in pack files: replacing, deleting an object, deleting a collection and
+/// deleting an account return their space, and reads of the other pages are unaffected.
+#[cfg(target_os = "linux")]
+#[test]
+fn deleted_and_replaced_pages_return_their_space() {
+    use vault_server::store::{DataStore, ObjectKey, PageKey, ScopeKind, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let s = SledBackend::open(dir.path()).unwrap();
+    assert!(register(&s, ALICE, 1));
+    let (c, d) = ([0xc1; 16], [0xd1; 16]);
+    s.create_scope(&c, ScopeKind::Collection, &ALICE).unwrap();
+    s.create_scope(&d, ScopeKind::Collection, &ALICE).unwrap();
+    let page = |collection, object: u8, index| PageKey {
+        collection,
+        object: [object; 16],
+        version: 1,
+        index,
+    };
+    let bytes = |i: u32| vec![u8::try_from(i % 251).unwrap() | 1; 65_536];
+    for i in 0..32 {
+        for (coll, obj) in [(c, 1), (c, 2), (d, 3)] {
+            assert_eq!(
+                s.put_page(&page(coll, obj, i), &bytes(i), u64::MAX)
+                    .unwrap(),
+                Write::Done
+            );
+        }
+    }
+    let full = pack_blocks(dir.path());
+    // Some file systems cannot punch holes; then there is nothing to measure.
+    let punches = {
+        let before = pack_blocks(dir.path());
+        assert_eq!(
+            s.put_page(&page(c, 1, 0), &bytes(0), u64::MAX).unwrap(),
+            Write::Done
+        );
+        pack_blocks(dir.path()) <= before
+    };
+    let obj = |collection, object: u8| ObjectKey {
+        collection,
+        object: [object; 16],
+        version: 1,
+    };
+    assert!(s.delete_object(&obj(c, 2)).unwrap());
+    let after_object = pack_blocks(dir.path());
+    assert!(s.delete_scope(&d).unwrap());
+    let after_scope = pack_blocks(dir.path());
+    if punches {
+        let page_blocks = 65_536 / 512;
+        assert!(
+            after_object + 30 * page_blocks <= full,
+            "{full} -> {after_object}"
+        );
+        assert!(
+            after_scope + 30 * page_blocks <= after_object,
+            "{after_object} -> {after_scope}"
+        );
+    }
+    for i in 0..32 {
+        assert_eq!(s.get_page(&page(c, 1, i)).unwrap(), Some(bytes(i)));
+        assert_eq!(s.get_page(&page(c, 2, i)).unwrap(), None);
+        assert_eq!(s.get_page(&page(d, 3, i)).unwrap(), None);
+    }
+    assert_eq!(s.usage(&ALICE).unwrap(), 32 * 65_536);
+    assert!(s.delete_account(&ALICE).unwrap());
+    if punches {
+        assert!(pack_blocks(dir.path()) + 30 * 65_536 / 512 <= after_scope);
+    }
+    // And the directory still opens: every location left points inside its pack.
+    drop(s);
+    SledBackend::open(dir.path()).unwrap();
+}
+
+/// Readers never see a page's bytes disappear under them while it is replaced.
+#[test]
+fn reads_during_replacement_see_a_whole_page() {
+    use vault_server::store::{DataStore, PageKey, ScopeKind, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let s = SledBackend::open(dir.path()).unwrap();
+    let c = [0xc1; 16];
+    s.create_scope(&c, ScopeKind::Collection, &ALICE).unwrap();
+    let key = PageKey {
+        collection: c,
+        object: [1; 16],
+        version: 1,
+        index: 0,
+    };
+    assert_eq!(
+        s.put_page(&key, &[1; 65_536], u64::MAX).unwrap(),
+        Write::Done
+    );
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let reader = scope.spawn(|| {
+            let mut reads = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) || reads < 100 {
+                let p = s.get_page(&key).unwrap().unwrap();
+                assert!(
+                    p[0] != 0 && p.iter().all(|b| *b == p[0]),
+                    "a torn or punched page"
+                );
+                reads += 1;
+            }
+        });
+        for round in 0..200u32 {
+            let fill = u8::try_from(round % 250).unwrap() + 1;
+            assert_eq!(
+                s.put_page(&key, &[fill; 65_536], u64::MAX).unwrap(),
+                Write::Done
+            );
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        reader.join().unwrap();
+    });
+}
+
+/// A location that points past its pack, or into a pack that is gone, is refused at start-up.
+#[test]
+fn a_page_location_outside_the_packs_is_refused_at_start_up() {
+    use vault_server::store::{DataStore, PageKey, ScopeKind, Write};
+    for damage in ["truncate", "remove"] {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = SledBackend::open(dir.path()).unwrap();
+            s.create_scope(&[0xc1; 16], ScopeKind::Collection, &ALICE)
+                .unwrap();
+            let key = PageKey {
+                collection: [0xc1; 16],
+                object: [1; 16],
+                version: 1,
+                index: 0,
+            };
+            assert_eq!(s.put_page(&key, &[5; 4096], u64::MAX).unwrap(), Write::Done);
+        }
+        let pack = dir.path().join("packs").join("00000000.pack");
+        match damage {
+            "truncate" => std::fs::OpenOptions::new()
+                .write(true)
+                .open(&pack)
+                .unwrap()
+                .set_len(4095)
+                .unwrap(),
+            _ => std::fs::remove_file(&pack).unwrap(),
+        }
+        let e = SledBackend::open(dir.path()).err().expect("refused");
+        assert!(
+            e.to_string().contains("corrupt page location"),
+            "{damage}: {e}"
+        );
+    }
+}

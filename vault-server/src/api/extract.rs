@@ -412,11 +412,17 @@ impl<B: Backend> FromRequestParts<Arc<AppState<B>>> for Auth {
             .and_then(SessionToken::from_authorization)
             .ok_or(ApiError::Unauthenticated)?;
         let now = state.clock.now();
-        let (user, token) = blocking(state, move |b| {
-            let user = b.authenticate(&token, now)?;
-            Ok((user, token))
-        })
-        .await?;
+        // From memory if the backend can (sled), else in a blocking task (PostgreSQL).
+        let (user, token) = match state.backend.authenticate_without_io(&token, now) {
+            Some(user) => (user, token),
+            None => {
+                blocking(state, move |b| {
+                    let user = b.authenticate(&token, now)?;
+                    Ok((user, token))
+                })
+                .await?
+            }
+        };
         match user {
             Some(user) => Ok(Self { user, token }),
             None => Err(ApiError::Unauthenticated),

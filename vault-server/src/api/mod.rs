@@ -6,7 +6,9 @@
 //! - Every failure is an [`ApiError`], answered as `{"error": {"code", "message"}}` with one
 //!   status per code ([`error`]); extractor rejections, unknown routes, wrong methods,
 //!   time-outs and panics included.
-//! - Backends are synchronous: every call runs in `tokio::task::spawn_blocking`.
+//! - Backends are synchronous: every call runs in `tokio::task::spawn_blocking`, except
+//!   the session check of the `Auth` extractor when the backend can answer it from memory
+//!   (`SessionStore::authenticate_without_io`; the sled backend's session mirror).
 //! - Routes are registered only through [`routes!`](crate::api) (a thin copy of
 //!   `utoipa_axum::routes!` that accepts generic handlers), which takes the route and its
 //!   OpenAPI entry from the same `#[utoipa::path]` attribute: a route cannot exist without

@@ -139,7 +139,8 @@ impl Session {
 
 /// Storage of session records keyed by [`TokenHash`]: the seam the sled and PostgreSQL
 /// backends will implement. The provided methods are the session logic; a backend should not
-/// override them.
+/// override them, except [`authenticate_without_io`](Self::authenticate_without_io), a hook
+/// for a backend that can answer from memory.
 ///
 /// All methods take `&self`: a backend that is shared between request handlers synchronises
 /// inside (as [`SessionTable`] does).
@@ -157,6 +158,28 @@ pub trait SessionStore {
     fn remove_user(&self, user: &UserId) -> Result<usize, Self::Error>;
     /// Removes every record not valid at `now` ([`Session::is_valid_at`]); how many.
     fn remove_expired(&self, now: u64) -> Result<usize, Self::Error>;
+
+    /// [`authenticate`](Self::authenticate) without I/O, for a caller that must not block
+    /// (an async request handler): `Some(answer)` if the backend can answer from memory,
+    /// `None` if it cannot, and the caller must then call `authenticate` where blocking is
+    /// allowed. The default is `None`; a backend may override it (unlike the other provided
+    /// methods) only if it meets this contract:
+    ///
+    /// - it never blocks on I/O (it may take a lock that is only ever held for in-memory
+    ///   work, or better, decline with `None` when the lock is busy);
+    /// - `Some(answer)` is exactly what `authenticate(token, now)` would answer at that
+    ///   moment: `Some(user)` for a stored session valid at `now`, `None` for an unknown or
+    ///   expired one. It does not remove the expired record that `authenticate` would (the
+    ///   periodic [`sweep`](Self::sweep) does); the answer is the same either way. The only
+    ///   allowed difference is in the safe direction: after a removal whose storage write
+    ///   failed, it may refuse a token that the stored record would still accept, never
+    ///   the reverse;
+    /// - whenever it cannot guarantee that (state not mirrored, a poisoned lock, ...), it
+    ///   answers `None`.
+    fn authenticate_without_io(&self, token: &SessionToken, now: u64) -> Option<Option<UserId>> {
+        let _ = (token, now);
+        None
+    }
 
     /// Starts a session for `user` (after a successful login) that is valid from `now` for
     /// `ttl` seconds ([`DEFAULT_SESSION_TTL`]), and returns its token, which the server hands

@@ -10,6 +10,7 @@
 //! `PgBackend` (PostgreSQL, cargo feature `postgres`, on by default).
 
 mod data;
+mod packs;
 #[cfg(feature = "postgres")]
 mod pg_backend;
 mod sled_backend;

@@ -1,17 +1,19 @@
 //! The embedded default backend: a sled database in a data directory, nothing to install.
 //! Every acknowledged write is flushed (fsync) before it returns.
 
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::{Mutex, MutexGuard, PoisonError, RwLock};
 
 use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
 
 use super::sled_data::DataTrees;
 use super::{AccountStore, Backend, BackendError, Cas, DataStore, NewAccount};
-use crate::auth::{Session, SessionStore, TokenHash, UserId};
+use crate::auth::{Session, SessionStore, SessionToken, TokenHash, UserId};
 
 /// The sled backend: trees `names` (login name → user), `accounts` (user → login name),
 /// `verifiers`, `keyrings` (`u64` version ‖ blob), `identities`, `sessions` (token hash →
-/// user ‖ created ‖ expires).
+/// user ‖ created ‖ expires), mirrored in memory ([`SessionMirror`]).
 pub struct SledBackend {
     db: sled::Db,
     names: sled::Tree,
@@ -20,6 +22,7 @@ pub struct SledBackend {
     keyrings: sled::Tree,
     identities: sled::Tree,
     sessions: sled::Tree,
+    session_mirror: SessionMirror,
     settings: sled::Tree,
     pub(super) data: DataTrees,
 }
@@ -64,6 +67,135 @@ fn decode_session(v: &[u8]) -> Result<Session, BackendError> {
     })
 }
 
+fn decode_token_hash(k: &[u8]) -> Result<TokenHash, BackendError> {
+    k.try_into()
+        .map(TokenHash::from_bytes)
+        .map_err(|_| BackendError::new("sled: malformed session key"))
+}
+
+/// The most sessions [`SessionMirror`] holds. An entry is 64 bytes (the 32-byte token hash
+/// and the 32-byte [`Session`]) plus one control byte, in a table of a power of two ≥ 8/7
+/// of the entries: 74 to 149 bytes per session, at most 65 MiB at this cap (the number of
+/// live sessions of 12 logins a second for 12 hours).
+const MAX_MIRRORED_SESSIONS: usize = 1 << 19;
+
+/// An exact copy of the `sessions` tree in memory, so that a request is authenticated
+/// without a blocking hop ([`SessionStore::authenticate_without_io`]). sled is one process
+/// per data directory and every write of the tree goes through this backend's
+/// [`SessionStore`] methods, so the copy can be exact:
+///
+/// - every writer holds `writer` across its tree write and its map update, so concurrent
+///   writers (a login during a revoke-all) cannot interleave them;
+/// - an insert updates the map after the tree write succeeded (before the token is handed
+///   out, so no client can present it in between);
+/// - a removal updates the map first, whatever the tree write does after (fail closed: the
+///   map may lack a session the tree still has, never the reverse);
+/// - readers take the map lock only with `try_read` and decline (the caller falls back to
+///   the tree) if it is busy or poisoned.
+///
+/// Above [`MAX_MIRRORED_SESSIONS`] the copy is dropped (`None`: every lookup declines) and
+/// rebuilt from the tree by the next sweep that leaves at most that many; a poisoned map is
+/// rebuilt the same way.
+struct SessionMirror {
+    map: RwLock<Option<HashMap<TokenHash, Session>>>,
+    writer: Mutex<()>,
+}
+
+impl SessionMirror {
+    /// A mirror that declines every lookup until [`rebuild`](Self::rebuild).
+    fn unloaded() -> Self {
+        Self {
+            map: RwLock::new(None),
+            writer: Mutex::new(()),
+        }
+    }
+
+    /// Serialises the writers of the `sessions` tree. The mutex guards no data, so a
+    /// poisoned one is still good.
+    fn writer(&self) -> MutexGuard<'_, ()> {
+        self.writer.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Applies `f` to the map (`None` if not mirrored). Call it holding
+    /// [`writer`](Self::writer). Never fails: if the lock is poisoned, readers decline
+    /// anyway until a rebuild.
+    fn update(&self, f: impl FnOnce(&mut Option<HashMap<TokenHash, Session>>)) {
+        f(&mut self.map.write().unwrap_or_else(PoisonError::into_inner));
+    }
+
+    /// Whether the map is a usable copy (present and its lock not poisoned).
+    fn is_exact(&self) -> bool {
+        matches!(self.map.read(), Ok(map) if map.is_some())
+    }
+
+    /// Replaces the map by a copy of `tree` (or by `None` if the tree holds more than
+    /// [`MAX_MIRRORED_SESSIONS`]). Call it holding [`writer`](Self::writer).
+    fn rebuild(&self, tree: &sled::Tree) -> Result<(), BackendError> {
+        let mut map = Some(HashMap::new());
+        for item in tree.iter() {
+            let (k, v) = item.map_err(err)?;
+            let (key, session) = (decode_token_hash(&k)?, decode_session(&v)?);
+            match &mut map {
+                Some(m) if m.len() >= MAX_MIRRORED_SESSIONS => map = None,
+                Some(m) => {
+                    m.insert(key, session);
+                }
+                None => {}
+            }
+        }
+        self.update(|m| *m = map);
+        self.map.clear_poison();
+        Ok(())
+    }
+
+    /// Records an insert into the tree.
+    fn insert(&self, key: TokenHash, session: Session) {
+        self.update(|m| {
+            let full = m
+                .as_ref()
+                .is_some_and(|m| m.len() >= MAX_MIRRORED_SESSIONS && !m.contains_key(&key));
+            if full {
+                *m = None;
+            } else if let Some(m) = m {
+                m.insert(key, session);
+            }
+        });
+    }
+
+    /// Removes one session.
+    fn remove(&self, key: &TokenHash) {
+        self.update(|m| {
+            if let Some(m) = m {
+                m.remove(key);
+            }
+        });
+    }
+
+    /// Removes every session for which `remove` is true.
+    fn remove_where(&self, remove: impl Fn(&TokenHash, &Session) -> bool) {
+        self.update(|m| {
+            if let Some(m) = m {
+                m.retain(|k, s| !remove(k, s));
+            }
+        });
+    }
+
+    /// What [`SessionStore::authenticate`] answers for the token whose hash is `key`, or
+    /// `None` if the mirror cannot tell (not mirrored, or the lock is busy or poisoned).
+    fn authenticate(&self, key: &TokenHash, now: u64) -> Option<Option<UserId>> {
+        let map = self.map.try_read().ok()?;
+        // The key is the SHA-256 hash of the token, not the token: the hash table's probing
+        // and comparisons can only leak, through their timing, bits of hashes, from which no
+        // token can be computed (login.md §6). SipHash keys the table against flooding.
+        Some(
+            map.as_ref()?
+                .get(key)
+                .filter(|s| s.is_valid_at(now))
+                .map(|s| s.user),
+        )
+    }
+}
+
 fn split_version(v: &[u8]) -> Result<(u64, Vec<u8>), BackendError> {
     if v.len() < 8 {
         return Err(BackendError::new(
@@ -99,11 +231,14 @@ impl SledBackend {
             keyrings: tree("keyrings")?,
             identities: tree("identities")?,
             sessions: tree("sessions")?,
+            session_mirror: SessionMirror::unloaded(),
             settings: tree("settings")?,
-            data: DataTrees::open(&db)?,
+            data: DataTrees::open(&db, path.as_ref())?,
             db,
         };
         backend.check()?;
+        // No other writer yet: nobody else holds the backend.
+        backend.session_mirror.rebuild(&backend.sessions)?;
         Ok(backend)
     }
 
@@ -326,9 +461,12 @@ impl SessionStore for SledBackend {
     type Error = BackendError;
 
     fn insert(&self, key: TokenHash, session: Session) -> Result<(), BackendError> {
+        let writer = self.session_mirror.writer();
         self.sessions
             .insert(key.as_bytes(), &encode_session(&session)[..])
             .map_err(err)?;
+        self.session_mirror.insert(key, session);
+        drop(writer);
         self.flush()
     }
 
@@ -341,12 +479,17 @@ impl SessionStore for SledBackend {
     }
 
     fn remove(&self, key: &TokenHash) -> Result<bool, BackendError> {
+        let writer = self.session_mirror.writer();
+        self.session_mirror.remove(key);
         let existed = self.sessions.remove(key.as_bytes()).map_err(err)?.is_some();
+        drop(writer);
         self.flush()?;
         Ok(existed)
     }
 
     fn remove_user(&self, user: &UserId) -> Result<usize, BackendError> {
+        let writer = self.session_mirror.writer();
+        self.session_mirror.remove_where(|_, s| s.user == *user);
         // A scan: sessions are few per server and revoke-all is rare.
         let mut removed = 0;
         for item in self.sessions.iter() {
@@ -356,11 +499,14 @@ impl SessionStore for SledBackend {
                 removed += 1;
             }
         }
+        drop(writer);
         self.flush()?;
         Ok(removed)
     }
 
     fn remove_expired(&self, now: u64) -> Result<usize, BackendError> {
+        let writer = self.session_mirror.writer();
+        self.session_mirror.remove_where(|_, s| !s.is_valid_at(now));
         let mut removed = 0;
         for item in self.sessions.iter() {
             let (k, v) = item.map_err(err)?;
@@ -369,7 +515,102 @@ impl SessionStore for SledBackend {
                 removed += 1;
             }
         }
+        if !self.session_mirror.is_exact() {
+            self.session_mirror.rebuild(&self.sessions)?;
+        }
+        drop(writer);
         self.flush()?;
         Ok(removed)
+    }
+
+    /// From the in-memory mirror of the `sessions` tree ([`SessionMirror`]): no I/O.
+    fn authenticate_without_io(&self, token: &SessionToken, now: u64) -> Option<Option<UserId>> {
+        self.session_mirror.authenticate(&token.hash(), now)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    const SESSION: Session = Session {
+        user: [1; 16],
+        created: 0,
+        expires: 10,
+    };
+
+    fn key(i: u64) -> TokenHash {
+        let mut bytes = [0u8; 32];
+        bytes[..8].copy_from_slice(&i.to_be_bytes());
+        TokenHash::from_bytes(bytes)
+    }
+
+    fn tree() -> sled::Tree {
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        db.open_tree("sessions").unwrap()
+    }
+
+    #[test]
+    fn the_mirror_declines_above_its_cap_until_a_rebuild() {
+        let tree = tree();
+        let mirror = SessionMirror::unloaded();
+        assert_eq!(mirror.authenticate(&key(0), 5), None, "not loaded yet");
+        mirror.rebuild(&tree).unwrap();
+        assert_eq!(mirror.authenticate(&key(0), 5), Some(None));
+        let cap = u64::try_from(MAX_MIRRORED_SESSIONS).unwrap();
+        mirror.update(|m| {
+            let m = m.as_mut().unwrap();
+            for i in 0..cap {
+                m.insert(key(i), SESSION);
+            }
+        });
+        assert_eq!(mirror.authenticate(&key(0), 5), Some(Some([1; 16])));
+        // Replacing a record does not grow the map.
+        mirror.insert(key(0), SESSION);
+        assert!(mirror.is_exact());
+        // One more is dropped with the whole copy: every lookup declines.
+        mirror.insert(key(cap), SESSION);
+        assert!(!mirror.is_exact());
+        assert_eq!(mirror.authenticate(&key(0), 5), None);
+        assert_eq!(mirror.authenticate(&key(cap), 5), None);
+        tree.insert(key(1).as_bytes(), &encode_session(&SESSION)[..])
+            .unwrap();
+        mirror.rebuild(&tree).unwrap();
+        assert_eq!(mirror.authenticate(&key(1), 5), Some(Some([1; 16])));
+        assert_eq!(mirror.authenticate(&key(1), 10), Some(None));
+        assert_eq!(mirror.authenticate(&key(0), 5), Some(None));
+    }
+
+    #[test]
+    fn a_poisoned_mirror_declines_until_a_rebuild() {
+        let tree = tree();
+        tree.insert(key(1).as_bytes(), &encode_session(&SESSION)[..])
+            .unwrap();
+        let mirror = SessionMirror::unloaded();
+        mirror.rebuild(&tree).unwrap();
+        assert_eq!(mirror.authenticate(&key(1), 5), Some(Some([1; 16])));
+        let panicked = std::thread::scope(|s| {
+            s.spawn(|| mirror.update(|_| panic!("poisons the lock")))
+                .join()
+                .is_err()
+        });
+        assert!(panicked);
+        assert!(!mirror.is_exact());
+        assert_eq!(mirror.authenticate(&key(1), 5), None);
+        // Writers carry on; readers decline until the copy is rebuilt.
+        mirror.remove(&key(1));
+        mirror.insert(key(2), SESSION);
+        assert_eq!(mirror.authenticate(&key(2), 5), None);
+        mirror.rebuild(&tree).unwrap();
+        assert!(mirror.is_exact());
+        assert_eq!(mirror.authenticate(&key(1), 5), Some(Some([1; 16])));
+        assert_eq!(mirror.authenticate(&key(2), 5), Some(None));
+    }
+
+    #[test]
+    fn a_mirror_entry_is_64_bytes() {
+        assert_eq!(core::mem::size_of::<(TokenHash, Session)>(), 64);
     }
 }

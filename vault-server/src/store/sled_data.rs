@@ -7,7 +7,7 @@
 //! | `scopes` | id[16] | kind u8 ‖ owner[16] ‖ u64 bytes under the scope ‖ u64 seq of its creation |
 //! | `owned` | owner[16] ‖ id[16] | kind u8 |
 //! | `usage` | owner[16] | u64 bytes over the owner's scopes |
-//! | `pages` | collection ‖ object ‖ u64 version ‖ u32 index | sealed page |
+//! | `pages` | collection ‖ object ‖ u64 version ‖ u32 index | [`Location`] of the sealed page in a pack file (16 bytes) |
 //! | `headers` | collection ‖ object ‖ u64 version | sealed header |
 //! | `ckeys` | collection ‖ u32 epoch | wrapped collection key |
 //! | `manifests` | collection | u64 version ‖ manifest |
@@ -21,6 +21,10 @@
 //! flush while still holding the lock, so a change is durable before any reader can see
 //! it and sequence numbers are committed in order; page and header puts (not in the feed)
 //! flush after releasing it, so concurrent uploads share their flushes.
+//!
+//! Page bytes live outside sled, in append-only pack files (`super::packs`): a page is
+//! appended and `fsync`ed before its location is committed, and the space of a page that
+//! is replaced or deleted is returned after the change is flushed.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -30,6 +34,7 @@ use sled::transaction::{
 };
 use sled::Transactional;
 
+use super::packs::{Location, Packs};
 use super::sled_backend::{err, SledBackend};
 use super::{
     BackendError, Cas, Change, ChangeKind, Changes, Created, DataStore, EnvelopeKey, Id,
@@ -50,6 +55,10 @@ pub(super) struct DataTrees {
     env_targets: sled::Tree,
     rosters: sled::Tree,
     changes: sled::Tree,
+    /// The bytes of the pages `pages` points at.
+    packs: Packs,
+    /// The lengths of the packs found at start-up, for [`DataTrees::check`].
+    packs_found: HashMap<u32, u64>,
     /// The writer lock; holds the last sequence number used in `changes`.
     writer: std::sync::Mutex<u64>,
 }
@@ -58,8 +67,10 @@ pub(super) struct DataTrees {
 const SCAN_BUDGET: usize = 10_000;
 
 impl DataTrees {
-    pub(super) fn open(db: &sled::Db) -> Result<Self, BackendError> {
+    /// Opens the data trees of `db` and the pack files in `dir/packs`.
+    pub(super) fn open(db: &sled::Db, dir: &std::path::Path) -> Result<Self, BackendError> {
         let tree = |name: &str| db.open_tree(name).map_err(err);
+        let (packs, packs_found) = Packs::open(dir.join("packs"))?;
         let changes = tree("changes")?;
         let last = match changes.last().map_err(err)? {
             None => 0,
@@ -77,6 +88,8 @@ impl DataTrees {
             env_targets: tree("env_targets")?,
             rosters: tree("rosters")?,
             changes,
+            packs,
+            packs_found,
             writer: std::sync::Mutex::new(last),
         })
     }
@@ -116,7 +129,18 @@ impl DataTrees {
             }
         }
         keys(&self.owned, 32, "ownership index")?;
-        keys(&self.pages, 44, "page key")?;
+        for item in self.pages.iter() {
+            let (k, v) = item.map_err(err)?;
+            let at = Location::decode(&v).ok_or_else(|| corrupt("page location"))?;
+            // Every location lies inside a pack that was there at start-up.
+            let inside = at
+                .end()
+                .zip(self.packs_found.get(&at.pack))
+                .is_some_and(|(end, len)| end <= *len);
+            if k.len() != 44 || !inside {
+                return Err(corrupt("page location"));
+            }
+        }
         keys(&self.headers, 40, "header key")?;
         keys(&self.ckeys, 20, "collection key record")?;
         keys(&self.envelopes, 52, "envelope key")?;
@@ -646,7 +670,7 @@ impl SledBackend {
                 .map(|k| k.map_err(err))
                 .collect()
         };
-        let pages = collect(&d.pages)?;
+        let pages = self.page_locations(id)?;
         let headers = collect(&d.headers)?;
         let ckeys = collect(&d.ckeys)?;
         let rosters = collect(&d.rosters)?;
@@ -661,7 +685,7 @@ impl SledBackend {
             tx.charge(id, None, -i128::from(bytes), u64::MAX)?;
             tx.scopes.remove(&id[..])?;
             tx.owned.remove(&pair(&owner, id)[..])?;
-            for k in &pages {
+            for (k, _) in &pages {
                 tx.pages.remove(k)?;
             }
             for k in &headers {
@@ -691,7 +715,28 @@ impl SledBackend {
         }
         *last = seq;
         self.flush()?;
+        self.free_pages(&pages);
         Ok(true)
+    }
+
+    /// The pages whose keys start with `prefix`, with their locations.
+    fn page_locations(&self, prefix: &[u8]) -> Result<Vec<(sled::IVec, Location)>, BackendError> {
+        self.data
+            .pages
+            .scan_prefix(prefix)
+            .map(|item| {
+                let (k, v) = item.map_err(err)?;
+                let at = Location::decode(&v)
+                    .ok_or_else(|| BackendError::new("sled: corrupt page location"))?;
+                Ok((k, at))
+            })
+            .collect()
+    }
+
+    /// Returns the space of pages whose removal is durable.
+    fn free_pages(&self, pages: &[(sled::IVec, Location)]) {
+        let at: Vec<Location> = pages.iter().map(|(_, at)| *at).collect();
+        self.data.packs.free(&at);
     }
 }
 
@@ -799,16 +844,55 @@ impl DataStore for SledBackend {
     }
 
     fn put_page(&self, key: &PageKey, page: &[u8], quota: u64) -> Result<Write, BackendError> {
-        self.put_in_collection(&key.collection, |tx| tx.pages, &page_key(key), page, quota)
+        let k = page_key(key);
+        // A cheap refusal before any byte is written; the transaction decides.
+        match self.scope_record(&key.collection)? {
+            Some((ScopeKind::Collection, owner, _, _)) => {
+                let replaced = match self.data.pages.get(k).map_err(err)? {
+                    Some(v) => Location::decode(&v).map_or(0, |at| u64::from(at.len)),
+                    None => 0,
+                };
+                let needed = self
+                    .usage(&owner)?
+                    .saturating_sub(replaced)
+                    .saturating_add(page.len() as u64);
+                if needed > quota {
+                    return Ok(Write::QuotaExceeded);
+                }
+            }
+            _ => return Ok(Write::NoScope),
+        }
+        let at = self.data.packs.append(page)?;
+        let new = at.encode();
+        let out = self.without_change(|tx| {
+            let old = match tx.pages.get(&k[..])? {
+                None => None,
+                Some(v) => Some(Location::decode(&v).ok_or(abort(Refused::Corrupt))?),
+            };
+            let d = delta(page.len(), old.map(|o| o.len as usize));
+            tx.charge(&key.collection, Some(ScopeKind::Collection), d, quota)?;
+            tx.pages.insert(&k[..], &new[..])?;
+            Ok(old)
+        })?;
+        // After the flush: the space of the page replaced, or of the one refused.
+        match &out {
+            Ok(Some(old)) => self.data.packs.free(&[*old]),
+            Ok(None) => {}
+            Err(_) => self.data.packs.free(&[at]),
+        }
+        Ok(write_outcome(out.map(|_| ())))
     }
 
     fn get_page(&self, key: &PageKey) -> Result<Option<Vec<u8>>, BackendError> {
-        Ok(self
-            .data
-            .pages
-            .get(page_key(key))
-            .map_err(err)?
-            .map(|v| v.to_vec()))
+        let _reading = self.data.packs.reading()?;
+        match self.data.pages.get(page_key(key)).map_err(err)? {
+            None => Ok(None),
+            Some(v) => {
+                let at = Location::decode(&v)
+                    .ok_or_else(|| BackendError::new("sled: corrupt page location"))?;
+                self.data.packs.read(at).map(Some)
+            }
+        }
     }
 
     fn put_header(
@@ -838,21 +922,16 @@ impl DataStore for SledBackend {
     fn delete_object(&self, key: &ObjectKey) -> Result<bool, BackendError> {
         let k = object_key(key);
         let mut last = self.data.lock()?;
-        let pages: Vec<sled::IVec> = self
-            .data
-            .pages
-            .scan_prefix(k)
-            .keys()
-            .collect::<Result<_, _>>()
-            .map_err(err)?;
+        // Stable outside the transaction: every writer holds the lock.
+        let pages = self.page_locations(&k)?;
         let seq = last
             .checked_add(1)
             .ok_or_else(|| BackendError::new("sled: change sequence exhausted"))?;
         let out = self.data_tx(|tx| {
             let mut freed = len_of(&tx.headers.remove(&k[..])?);
-            for p in &pages {
-                if let Some(n) = len_of(&tx.pages.remove(p)?) {
-                    freed = Some(freed.unwrap_or(0).saturating_add(n));
+            for (p, at) in &pages {
+                if tx.pages.remove(p)?.is_some() {
+                    freed = Some(freed.unwrap_or(0).saturating_add(at.len as usize));
                 }
             }
             let Some(freed) = freed else {
@@ -869,6 +948,8 @@ impl DataStore for SledBackend {
         }
         *last = seq;
         self.flush()?;
+        drop(last);
+        self.free_pages(&pages);
         Ok(true)
     }
 

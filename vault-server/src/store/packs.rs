@@ -1,0 +1,341 @@
+//! Page bytes of the sled backend, kept outside sled: append-only pack files next to the
+//! database (`<data dir>/packs/NNNNNNNN.pack`), with sled holding only each page's
+//! [`Location`] (docs/spec/storage.md §3).
+//!
+//! sled keeps values inside its B-tree leaves and its memory follows the data it has touched,
+//! not its cache setting; with 64 KiB pages a server grew past 1 GiB after writing and
+//! reading less than 1 GB. Here sled holds 16 bytes per page and the operating system's page
+//! cache holds the rest.
+//!
+//! - **Writes** append to the current pack (a new one past [`PACK_LIMIT`]), then `fsync` it,
+//!   before the caller commits the location to sled: sled never points at bytes that are not
+//!   durable. Concurrent writers append one after the other and `fsync` in parallel.
+//! - **Space** of a page that is replaced or deleted is returned to the file system by
+//!   punching a hole over its bytes (`fallocate(PUNCH_HOLE)`) after the index change is
+//!   durable. A crash between the two, or between an append and its commit, leaves bytes no
+//!   location points at: space lost, never data.
+//! - **Reads** hold a shared [`Packs::reading`] guard across "look up the location, read the
+//!   bytes"; punching takes it exclusively, so a reader never sees a hole where the location
+//!   it has just read said a page was.
+//! - A pack is never appended to after a restart (its tail may be torn): opening starts a new
+//!   one after the highest id present.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::{ErrorKind, Write as _};
+use std::os::unix::fs::FileExt as _;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
+
+use super::BackendError;
+
+/// A pack is closed (and a new one started) once it holds this many bytes.
+pub(super) const PACK_LIMIT: u64 = 256 * 1024 * 1024;
+
+/// Where a page's bytes are: 16 bytes in sled, `pack ‖ offset ‖ len` (big-endian u32, u64,
+/// u32).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Location {
+    pub pack: u32,
+    pub offset: u64,
+    pub len: u32,
+}
+
+impl Location {
+    pub const ENCODED_LEN: usize = 16;
+
+    pub fn encode(&self) -> [u8; Self::ENCODED_LEN] {
+        let mut out = [0u8; Self::ENCODED_LEN];
+        out[..4].copy_from_slice(&self.pack.to_be_bytes());
+        out[4..12].copy_from_slice(&self.offset.to_be_bytes());
+        out[12..].copy_from_slice(&self.len.to_be_bytes());
+        out
+    }
+
+    pub fn decode(b: &[u8]) -> Option<Self> {
+        if b.len() != Self::ENCODED_LEN {
+            return None;
+        }
+        Some(Self {
+            pack: u32::from_be_bytes(b[..4].try_into().ok()?),
+            offset: u64::from_be_bytes(b[4..12].try_into().ok()?),
+            len: u32::from_be_bytes(b[12..].try_into().ok()?),
+        })
+    }
+
+    /// The first byte past the page.
+    pub fn end(&self) -> Option<u64> {
+        self.offset.checked_add(u64::from(self.len))
+    }
+}
+
+struct Writer {
+    id: u32,
+    file: Arc<File>,
+    len: u64,
+}
+
+/// The pack files of one data directory.
+pub(super) struct Packs {
+    dir: PathBuf,
+    writer: Mutex<Writer>,
+    readers: RwLock<HashMap<u32, Arc<File>>>,
+    /// Shared by readers across look-up and read; exclusive while holes are punched.
+    reclaim: RwLock<()>,
+}
+
+fn io_err(what: &str, e: std::io::Error) -> BackendError {
+    BackendError::new(format!("pack files: {what}: {e}"))
+}
+
+fn poisoned() -> BackendError {
+    BackendError::new("pack files: lock poisoned")
+}
+
+/// The pack ids present in `dir`, with their lengths.
+fn existing(dir: &Path) -> Result<HashMap<u32, u64>, BackendError> {
+    let mut packs = HashMap::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| io_err("list", e))? {
+        let entry = entry.map_err(|e| io_err("list", e))?;
+        let name = entry.file_name();
+        let Some(id) = name
+            .to_str()
+            .and_then(|n| n.strip_suffix(".pack"))
+            .filter(|n| n.len() == 8 && n.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let len = entry.metadata().map_err(|e| io_err("stat", e))?.len();
+        packs.insert(id, len);
+    }
+    Ok(packs)
+}
+
+impl Packs {
+    /// Opens the pack directory `dir` (created if missing) and starts a new pack.
+    /// Returns the packs and the lengths of the packs that were already there (for the
+    /// start-up check of the locations sled holds).
+    pub fn open(dir: PathBuf) -> Result<(Self, HashMap<u32, u64>), BackendError> {
+        std::fs::create_dir_all(&dir).map_err(|e| io_err("create directory", e))?;
+        let found = existing(&dir)?;
+        let next = match found.keys().max() {
+            None => 0,
+            Some(id) => id
+                .checked_add(1)
+                .ok_or_else(|| BackendError::new("pack files: pack ids exhausted"))?,
+        };
+        let writer = Self::create(&dir, next)?;
+        Ok((
+            Self {
+                dir,
+                writer: Mutex::new(writer),
+                readers: RwLock::new(HashMap::new()),
+                reclaim: RwLock::new(()),
+            },
+            found,
+        ))
+    }
+
+    fn path(dir: &Path, id: u32) -> PathBuf {
+        dir.join(format!("{id:08}.pack"))
+    }
+
+    /// Creates pack `id` and makes its directory entry durable.
+    fn create(dir: &Path, id: u32) -> Result<Writer, BackendError> {
+        let file = OpenOptions::new()
+            .create_new(true)
+            .append(true)
+            .open(Self::path(dir, id))
+            .map_err(|e| io_err("create pack", e))?;
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| io_err("sync directory", e))?;
+        Ok(Writer {
+            id,
+            file: Arc::new(file),
+            len: 0,
+        })
+    }
+
+    /// Appends `page` and makes it durable; returns where it is.
+    pub fn append(&self, page: &[u8]) -> Result<Location, BackendError> {
+        let len = u32::try_from(page.len())
+            .map_err(|_| BackendError::new("pack files: page larger than 4 GiB"))?;
+        let (location, file) = {
+            let mut w = self.writer.lock().map_err(|_| poisoned())?;
+            if w.len >= PACK_LIMIT {
+                w.file.sync_data().map_err(|e| io_err("sync pack", e))?;
+                let next =
+                    w.id.checked_add(1)
+                        .ok_or_else(|| BackendError::new("pack files: pack ids exhausted"))?;
+                *w = Self::create(&self.dir, next)?;
+            }
+            let location = Location {
+                pack: w.id,
+                offset: w.len,
+                len,
+            };
+            // A failed or short write leaves the length unknown: start a new pack rather
+            // than let the next page land at a wrong offset.
+            if let Err(e) = (&*w.file).write_all(page) {
+                let next = w.id.checked_add(1);
+                if let Some(next) = next {
+                    if let Ok(fresh) = Self::create(&self.dir, next) {
+                        *w = fresh;
+                    }
+                }
+                return Err(io_err("append", e));
+            }
+            w.len = w.len.saturating_add(u64::from(len));
+            (location, Arc::clone(&w.file))
+        };
+        // Outside the lock, so that concurrent writers wait for the disk together.
+        file.sync_data().map_err(|e| io_err("sync pack", e))?;
+        Ok(location)
+    }
+
+    /// The guard a reader holds from looking up a location until it has read the bytes.
+    pub fn reading(&self) -> Result<RwLockReadGuard<'_, ()>, BackendError> {
+        self.reclaim.read().map_err(|_| poisoned())
+    }
+
+    fn file(&self, id: u32) -> Result<Arc<File>, BackendError> {
+        if let Some(f) = self.readers.read().map_err(|_| poisoned())?.get(&id) {
+            return Ok(Arc::clone(f));
+        }
+        let mut readers = self.readers.write().map_err(|_| poisoned())?;
+        if let Some(f) = readers.get(&id) {
+            return Ok(Arc::clone(f));
+        }
+        let f = Arc::new(File::open(Self::path(&self.dir, id)).map_err(|e| io_err("open", e))?);
+        readers.insert(id, Arc::clone(&f));
+        Ok(f)
+    }
+
+    /// Reads the page at `at`. The caller holds [`Packs::reading`] since it looked `at` up.
+    /// A location that points past its pack is an error (the start-up check refuses such a
+    /// store; at run time it means damage).
+    pub fn read(&self, at: Location) -> Result<Vec<u8>, BackendError> {
+        let file = self.file(at.pack)?;
+        let mut buf = vec![0u8; at.len as usize];
+        file.read_exact_at(&mut buf, at.offset).map_err(|e| {
+            if e.kind() == ErrorKind::UnexpectedEof {
+                BackendError::new("pack files: a page's location points past its pack")
+            } else {
+                io_err("read", e)
+            }
+        })?;
+        Ok(buf)
+    }
+
+    /// Returns the space of pages no location points at any more. Call it after the index
+    /// change that dropped them is durable. Failures are logged, not returned: the index is
+    /// already right, and what is lost is space.
+    pub fn free(&self, pages: &[Location]) {
+        if pages.is_empty() {
+            return;
+        }
+        let Ok(_exclusive) = self.reclaim.write() else {
+            tracing::error!(target: "vault_server", "pack files: lock poisoned; space not returned");
+            return;
+        };
+        for at in pages {
+            if at.len == 0 {
+                continue;
+            }
+            let result = self
+                .file(at.pack)
+                .and_then(|f| punch(&f, at.offset, u64::from(at.len)));
+            if let Err(e) = result {
+                tracing::warn!(target: "vault_server", pack = at.pack, "{e}; space not returned");
+            }
+        }
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn punch(file: &File, offset: u64, len: u64) -> Result<(), BackendError> {
+    use rustix::fs::{fallocate, FallocateFlags};
+    fallocate(
+        file,
+        FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE,
+        offset,
+        len,
+    )
+    .map_err(|e| BackendError::new(format!("pack files: punch hole: {e}")))
+}
+
+#[cfg(not(target_os = "linux"))]
+fn punch(_: &File, _: u64, _: u64) -> Result<(), BackendError> {
+    Err(BackendError::new(
+        "pack files: returning space is implemented on Linux only",
+    ))
+}
+
+#[cfg(test)]
+#[allow(clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    fn tmp() -> tempfile::TempDir {
+        tempfile::tempdir().expect("temporary directory")
+    }
+
+    #[test]
+    fn locations_round_trip_and_refuse_other_lengths() {
+        let at = Location {
+            pack: 7,
+            offset: 1 << 40,
+            len: 65_536,
+        };
+        assert_eq!(Location::decode(&at.encode()), Some(at));
+        assert_eq!(Location::decode(&at.encode()[..15]), None);
+        assert_eq!(Location::decode(&[0u8; 17]), None);
+    }
+
+    #[test]
+    fn pages_read_back_and_a_reopen_starts_a_new_pack() {
+        let dir = tmp();
+        let (packs, found) = Packs::open(dir.path().join("packs")).expect("open");
+        assert!(found.is_empty());
+        let a = packs.append(b"first page").expect("append");
+        let b = packs.append(&[7u8; 70_000]).expect("append");
+        assert_eq!((a.pack, a.offset, b.offset), (0, 0, 10));
+        assert_eq!(packs.read(b).expect("read"), vec![7u8; 70_000]);
+        drop(packs);
+        let (packs, found) = Packs::open(dir.path().join("packs")).expect("reopen");
+        assert_eq!(found.get(&0), Some(&70_010));
+        let c = packs.append(b"after reopen").expect("append");
+        assert_eq!(c.pack, 1);
+        assert_eq!(packs.read(a).expect("read"), b"first page");
+        let past = Location {
+            pack: 0,
+            offset: 70_000,
+            len: 11,
+        };
+        assert!(packs.read(past).is_err());
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn freed_pages_read_as_zeros_and_release_blocks() {
+        use std::os::unix::fs::MetadataExt as _;
+        let dir = tmp();
+        let (packs, _) = Packs::open(dir.path().join("packs")).expect("open");
+        let pages: Vec<Location> = (0..64u8)
+            .map(|i| packs.append(&[i | 1; 65_536]).expect("append"))
+            .collect();
+        let path = Packs::path(&dir.path().join("packs"), 0);
+        let before = std::fs::metadata(&path).expect("stat").blocks();
+        packs.free(&pages[..63]);
+        let after = std::fs::metadata(&path).expect("stat").blocks();
+        // Some file systems (tmpfs before Linux 3.5, others) cannot punch holes; then only
+        // the bytes are checked.
+        if after < before {
+            assert!(after * 512 <= 2 * 65_536, "{before} -> {after} blocks");
+            assert_eq!(packs.read(pages[0]).expect("read"), vec![0u8; 65_536]);
+        }
+        assert_eq!(packs.read(pages[63]).expect("read"), vec![63u8 | 1; 65_536]);
+    }
+}
