@@ -316,3 +316,24 @@ fn a_page_location_outside_the_packs_is_refused_at_start_up() {
         );
     }
 }
+
+/// Sessions whose account is gone (a crash between `delete_account`'s transaction and its
+/// removal of the sessions) are removed when the store opens.
+#[test]
+fn sessions_without_an_account_are_removed_at_start_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = ChaCha20Rng::from_seed([0x0e; 32]);
+    let (kept, orphan) = {
+        let s = SledBackend::open(dir.path()).unwrap();
+        assert!(register(&s, ALICE, 1));
+        let kept = s.issue(&mut rng, ALICE, 1_000, 100).unwrap();
+        // A session for a user that has no account, as such a crash leaves it.
+        let orphan = s.issue(&mut rng, [0x0e; 16], 1_000, 100).unwrap();
+        assert_eq!(s.authenticate(&orphan, 1_001).unwrap(), Some([0x0e; 16]));
+        (kept, orphan)
+    };
+    let s = SledBackend::open(dir.path()).unwrap();
+    assert_eq!(s.authenticate(&orphan, 1_001).unwrap(), None);
+    assert_eq!(s.get(&orphan.hash()).unwrap(), None);
+    assert_eq!(s.authenticate(&kept, 1_001).unwrap(), Some(ALICE));
+}

@@ -293,7 +293,12 @@ pub(crate) async fn login<B: Backend>(
             let fresh = Verifier::create(&mut OsRng, &secret, &policy).to_bytes();
             b.set_verifier(&user, &fresh)?;
         }
-        Ok(b.issue(&mut OsRng, user, now, ttl)?)
+        let token = b.issue(&mut OsRng, user, now, ttl)?;
+        // The account may have been deleted while this login ran.
+        if !b.keep_session_if_account_exists(&user, &token.hash())? {
+            return Err(ApiError::AuthenticationFailed);
+        }
+        Ok(token)
     })
     .await?;
     Ok((

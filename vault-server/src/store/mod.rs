@@ -24,7 +24,7 @@ pub use data::{
 pub use pg_backend::PgBackend;
 pub use sled_backend::SledBackend;
 
-use crate::auth::{SessionStore, UserId};
+use crate::auth::{SessionStore, TokenHash, UserId};
 
 /// Everything the HTTP API needs of a backend: accounts, sessions and data, with one error
 /// type. Implemented by [`SledBackend`] and the PostgreSQL backend.
@@ -39,6 +39,17 @@ pub trait Backend:
     /// login.md §7): the value stored under `key`, or, if there is none, `value` stored
     /// now. Whoever inserts first wins; every caller gets the winner's value. Durable.
     fn setting_or_insert(&self, key: &str, value: &[u8]) -> Result<Vec<u8>, BackendError>;
+
+    /// Called by a login after it stored the session `key` for `user`: whether the account
+    /// still exists. If it does not (deleted while the login ran), the session is removed
+    /// and the answer is `false`. Together with `delete_account` removing sessions after
+    /// the account is gone (sled) or in the same transaction (PostgreSQL, which locks the
+    /// account row here), no session outlives its account.
+    fn keep_session_if_account_exists(
+        &self,
+        user: &UserId,
+        key: &TokenHash,
+    ) -> Result<bool, BackendError>;
 }
 
 /// A failure of the storage backend itself (I/O, database). Its message is for the

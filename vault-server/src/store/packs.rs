@@ -7,9 +7,15 @@
 //! reading less than 1 GB. Here sled holds 16 bytes per page and the operating system's page
 //! cache holds the rest.
 //!
-//! - **Writes** append to the current pack (a new one past [`PACK_LIMIT`]), then `fsync` it,
-//!   before the caller commits the location to sled: sled never points at bytes that are not
-//!   durable. Concurrent writers append one after the other and `fsync` in parallel.
+//! - **Writes** append to the current pack (a new one past [`PACK_LIMIT`]), then make it
+//!   durable before the caller commits the location to sled: sled never points at bytes that
+//!   are not durable. Concurrent writers share their `fsync`s (group commit): one writer
+//!   syncs the pack up to its current end while the others wait, and each of them whose
+//!   page lies below that end returns without a sync of its own.
+//! - **Fail-stop.** After a failed write or `fsync` the packs refuse every further write
+//!   until the server restarts: after a failed `fsync` the kernel may have dropped the dirty
+//!   pages and a retry could report success for bytes that are gone (PostgreSQL's
+//!   "fsyncgate", 2018). Reads go on.
 //! - **Space** of a page that is replaced or deleted is returned to the file system by
 //!   punching a hole over its bytes (`fallocate(PUNCH_HOLE)`) after the index change is
 //!   durable. A crash between the two, or between an append and its commit, leaves bytes no
@@ -73,12 +79,17 @@ struct Writer {
     id: u32,
     file: Arc<File>,
     len: u64,
+    /// Set by a failed write or sync: no write is accepted any more.
+    failed: bool,
 }
 
 /// The pack files of one data directory.
 pub(super) struct Packs {
     dir: PathBuf,
     writer: Mutex<Writer>,
+    /// `(pack, length)` known durable: every byte of an older pack, and of this pack below
+    /// this length. Held by the one writer that syncs.
+    synced: Mutex<(u32, u64)>,
     readers: RwLock<HashMap<u32, Arc<File>>>,
     /// Shared by readers across look-up and read; exclusive while holes are punched.
     reclaim: RwLock<()>,
@@ -86,6 +97,12 @@ pub(super) struct Packs {
 
 fn io_err(what: &str, e: std::io::Error) -> BackendError {
     BackendError::new(format!("pack files: {what}: {e}"))
+}
+
+fn stopped() -> BackendError {
+    BackendError::new(
+        "pack files: an earlier write or sync failed; no page is written until the server restarts",
+    )
 }
 
 fn poisoned() -> BackendError {
@@ -129,6 +146,7 @@ impl Packs {
         Ok((
             Self {
                 dir,
+                synced: Mutex::new((next, 0)),
                 writer: Mutex::new(writer),
                 readers: RwLock::new(HashMap::new()),
                 reclaim: RwLock::new(()),
@@ -155,6 +173,7 @@ impl Packs {
             id,
             file: Arc::new(file),
             len: 0,
+            failed: false,
         })
     }
 
@@ -162,10 +181,18 @@ impl Packs {
     pub fn append(&self, page: &[u8]) -> Result<Location, BackendError> {
         let len = u32::try_from(page.len())
             .map_err(|_| BackendError::new("pack files: page larger than 4 GiB"))?;
-        let (location, file) = {
+        let location = {
             let mut w = self.writer.lock().map_err(|_| poisoned())?;
+            if w.failed {
+                return Err(stopped());
+            }
             if w.len >= PACK_LIMIT {
-                w.file.sync_data().map_err(|e| io_err("sync pack", e))?;
+                // The old pack is made durable before any page goes to the new one, which is
+                // what lets `synced` say "every byte of an older pack".
+                if let Err(e) = w.file.sync_data() {
+                    w.failed = true;
+                    return Err(io_err("sync pack", e));
+                }
                 let next =
                     w.id.checked_add(1)
                         .ok_or_else(|| BackendError::new("pack files: pack ids exhausted"))?;
@@ -176,23 +203,41 @@ impl Packs {
                 offset: w.len,
                 len,
             };
-            // A failed or short write leaves the length unknown: start a new pack rather
-            // than let the next page land at a wrong offset.
             if let Err(e) = (&*w.file).write_all(page) {
-                let next = w.id.checked_add(1);
-                if let Some(next) = next {
-                    if let Ok(fresh) = Self::create(&self.dir, next) {
-                        *w = fresh;
-                    }
-                }
+                // The pack's length is unknown now.
+                w.failed = true;
                 return Err(io_err("append", e));
             }
             w.len = w.len.saturating_add(u64::from(len));
-            (location, Arc::clone(&w.file))
+            location
         };
-        // Outside the lock, so that concurrent writers wait for the disk together.
-        file.sync_data().map_err(|e| io_err("sync pack", e))?;
+        self.sync_through(location)?;
         Ok(location)
+    }
+
+    /// Returns once the bytes of `at` are durable: either a sync that began after they were
+    /// written has finished, or this call runs one (for every byte written so far).
+    fn sync_through(&self, at: Location) -> Result<(), BackendError> {
+        let end = at.end().unwrap_or(u64::MAX);
+        let mut synced = self.synced.lock().map_err(|_| poisoned())?;
+        if *synced >= (at.pack, end) {
+            return Ok(());
+        }
+        let (id, len, file) = {
+            let w = self.writer.lock().map_err(|_| poisoned())?;
+            if w.failed {
+                return Err(stopped());
+            }
+            (w.id, w.len, Arc::clone(&w.file))
+        };
+        if let Err(e) = file.sync_data() {
+            if let Ok(mut w) = self.writer.lock() {
+                w.failed = true;
+            }
+            return Err(io_err("sync pack", e));
+        }
+        *synced = (id, len);
+        Ok(())
     }
 
     /// The guard a reader holds from looking up a location until it has read the bytes.
@@ -315,6 +360,37 @@ mod tests {
             len: 11,
         };
         assert!(packs.read(past).is_err());
+    }
+
+    #[test]
+    fn concurrent_appends_read_back_and_the_sync_mark_covers_them() {
+        let dir = tmp();
+        let (packs, _) = Packs::open(dir.path().join("packs")).expect("open");
+        let written: Vec<(u8, Location)> = std::thread::scope(|s| {
+            let handles: Vec<_> = (1..=8u8)
+                .map(|t| {
+                    let packs = &packs;
+                    s.spawn(move || {
+                        (0..16)
+                            .map(|_| (t, packs.append(&[t; 5000]).expect("append")))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().expect("thread"))
+                .collect()
+        });
+        let mut ends: Vec<u64> = written.iter().map(|(_, at)| at.offset).collect();
+        ends.sort_unstable();
+        ends.dedup();
+        assert_eq!(ends.len(), 128, "no two pages share an offset");
+        for (t, at) in &written {
+            assert_eq!(packs.read(*at).expect("read"), vec![*t; 5000]);
+        }
+        let synced = *packs.synced.lock().expect("lock");
+        assert_eq!(synced, (0, 128 * 5000));
     }
 
     #[cfg(target_os = "linux")]

@@ -1274,6 +1274,27 @@ impl PgBackend {
 }
 
 impl Backend for PgBackend {
+    fn keep_session_if_account_exists(
+        &self,
+        user: &UserId,
+        key: &TokenHash,
+    ) -> Result<bool, BackendError> {
+        self.read("confirm session", |c| {
+            // FOR SHARE waits for a `delete_account` that has deleted the row (it deletes
+            // the account, then its sessions, in one transaction) and then finds no row.
+            if c.query_opt("SELECT 1 FROM accounts WHERE id = $1 FOR SHARE", &[user])?
+                .is_some()
+            {
+                return Ok(true);
+            }
+            c.execute(
+                "DELETE FROM sessions WHERE token_hash = $1",
+                &[key.as_bytes()],
+            )?;
+            Ok(false)
+        })
+    }
+
     /// The start-up check: the version row says this layout, every table has exactly the
     /// expected columns, a sample of every table decodes, the feed counter is not behind
     /// the feed, sampled owners' usage matches their scopes. Warns (does not refuse) if

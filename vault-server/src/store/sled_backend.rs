@@ -237,9 +237,33 @@ impl SledBackend {
             db,
         };
         backend.check()?;
+        backend.remove_orphan_sessions()?;
         // No other writer yet: nobody else holds the backend.
         backend.session_mirror.rebuild(&backend.sessions)?;
         Ok(backend)
+    }
+
+    /// Removes sessions whose account is gone: `delete_account` removes an account's
+    /// sessions after its transaction, so a crash between the two leaves them behind.
+    fn remove_orphan_sessions(&self) -> Result<(), BackendError> {
+        let mut orphans = Vec::new();
+        for item in self.sessions.iter() {
+            let (k, v) = item.map_err(err)?;
+            if !self
+                .accounts
+                .contains_key(decode_session(&v)?.user)
+                .map_err(err)?
+            {
+                orphans.push(k);
+            }
+        }
+        if orphans.is_empty() {
+            return Ok(());
+        }
+        for k in orphans {
+            self.sessions.remove(k).map_err(err)?;
+        }
+        self.flush()
     }
 
     fn check_accounts(&self) -> Result<(), BackendError> {
@@ -433,6 +457,20 @@ impl AccountStore for SledBackend {
 }
 
 impl Backend for SledBackend {
+    fn keep_session_if_account_exists(
+        &self,
+        user: &UserId,
+        key: &TokenHash,
+    ) -> Result<bool, BackendError> {
+        // `delete_account` removes the account, then the user's sessions: a session stored
+        // before the account was found here is among those it removes.
+        if self.accounts.contains_key(user).map_err(err)? {
+            return Ok(true);
+        }
+        self.remove(key)?;
+        Ok(false)
+    }
+
     /// The start-up check: every record has the shape this backend writes.
     fn check(&self) -> Result<(), BackendError> {
         self.check_accounts()?;
