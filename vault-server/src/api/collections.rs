@@ -291,9 +291,10 @@ pub(crate) async fn get_page<B: Backend>(
     ApiPath(path): ApiPath<PagePath>,
 ) -> Result<Response, ApiError> {
     let (user, key) = (auth.user, path.key());
+    // Access and read in one backend call (one query on PostgreSQL); a page the caller may
+    // not reach is as absent as a missing one.
     let page = blocking(&state, move |b| {
-        reach_scope(b, &user, &key.collection, ScopeKind::Collection)?;
-        b.get_page(&key)?.ok_or(ApiError::NotFound)
+        b.get_page_as(&user, &key)?.ok_or(ApiError::NotFound)
     })
     .await?;
     Ok(blob_response(page, None))

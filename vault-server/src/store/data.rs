@@ -292,6 +292,21 @@ pub trait DataStore: Send + Sync {
     /// Whether `user` may reach `scope` (owner, member of a group, or recipient of a
     /// current-epoch envelope of a collection; module documentation).
     fn can_reach(&self, user: &UserId, scope: &Id) -> Result<bool, BackendError>;
+    /// The page at `key` if `user` may reach its collection (owner, or [`can_reach`]), in
+    /// one call: the hot read path. `None` both when the page is missing and when the user
+    /// may not reach it (the API answers both with the same 404).
+    ///
+    /// [`can_reach`]: DataStore::can_reach
+    fn get_page_as(&self, user: &UserId, key: &PageKey) -> Result<Option<Vec<u8>>, BackendError> {
+        match self.scope(&key.collection)? {
+            Some((ScopeKind::Collection, owner))
+                if owner == *user || self.can_reach(user, &key.collection)? =>
+            {
+                self.get_page(key)
+            }
+            _ => Ok(None),
+        }
+    }
     /// The bytes charged to `user` (the sum over the scopes it owns).
     fn usage(&self, user: &UserId) -> Result<u64, BackendError>;
 

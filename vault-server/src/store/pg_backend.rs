@@ -1524,10 +1524,11 @@ impl SessionStore for PgBackend {
 
     fn get(&self, key: &TokenHash) -> Result<Option<Session>, BackendError> {
         self.read("get session", |c| {
-            match c.query_opt(
+            // Sent with its parameter type: one round trip, no prepare (every request).
+            match c.query_typed_opt(
                 "SELECT user_id, created::text, expires::text FROM sessions \
                  WHERE token_hash = $1",
-                &[key.as_bytes()],
+                &[(&key.as_bytes(), Type::BYTEA)],
             )? {
                 None => Ok(None),
                 Some(row) => Ok(Some(Session {
@@ -1700,6 +1701,33 @@ impl DataStore for PgBackend {
             page,
             None,
         )
+    }
+
+    fn get_page_as(&self, user: &UserId, key: &PageKey) -> Result<Option<Vec<u8>>, BackendError> {
+        // One statement, sent with its parameter types (one round trip, no prepare).
+        let sql = format!(
+            "SELECT p.data FROM pages p \
+             WHERE p.collection = $2 AND p.object = $3 AND p.version = $4::numeric \
+               AND p.idx = $5 \
+               AND EXISTS (SELECT 1 FROM scopes k WHERE k.id = $2 AND k.kind = 1) \
+               AND ({CAN_REACH})"
+        );
+        let (version, index) = (key.version.to_string(), i64::from(key.index));
+        self.read("get page", |c| {
+            match c.query_typed_opt(
+                &sql,
+                &[
+                    (user, Type::BYTEA),
+                    (&key.collection, Type::BYTEA),
+                    (&key.object, Type::BYTEA),
+                    (&version, Type::TEXT),
+                    (&index, Type::INT8),
+                ],
+            )? {
+                None => Ok(None),
+                Some(row) => Ok(Some(get(&row, 0)?)),
+            }
+        })
     }
 
     fn get_page(&self, key: &PageKey) -> Result<Option<Vec<u8>>, BackendError> {

@@ -397,6 +397,32 @@ pub fn data_contract<B: Backend>(b: &B) {
 }
 
 /// Who may reach what: derived from envelope keys (DataStore's module documentation).
+/// A page every access test puts in its collections, to check `get_page_as` against
+/// `can_reach`.
+fn probe_page(collection: [u8; 16]) -> PageKey {
+    PageKey {
+        collection,
+        object: [0xfe; 16],
+        version: 1,
+        index: 0,
+    }
+}
+
+/// `can_reach`, checking that `get_page_as` agrees: the page when the user may reach the
+/// collection, nothing otherwise (and nothing for a group).
+fn reach<B: Backend>(b: &B, user: &[u8; 16], scope: &[u8; 16]) -> bool {
+    let reaches = b.can_reach(user, scope).unwrap();
+    let probe = probe_page(*scope);
+    let read = b.get_page_as(user, &probe).unwrap();
+    match b.scope(scope).unwrap() {
+        Some((ScopeKind::Collection, _)) if reaches => {
+            assert_eq!(read, b.get_page(&probe).unwrap());
+        }
+        _ => assert_eq!(read, None, "get_page_as gave a page can_reach refuses"),
+    }
+    reaches
+}
+
 pub fn access_contract<B: Backend>(b: &B) {
     let (owner, bob, carol, dave) = ([0x21; 16], [0x22; 16], [0x23; 16], [0x24; 16]);
     let c = [0xc2; 16];
@@ -414,9 +440,13 @@ pub fn access_contract<B: Backend>(b: &B) {
         b.create_scope(&g, ScopeKind::Group, &owner).unwrap(),
         Created::Created
     );
-    assert!(b.can_reach(&owner, &c).unwrap());
-    assert!(!b.can_reach(&bob, &c).unwrap());
-    assert!(!b.can_reach(&bob, &[0xee; 16]).unwrap());
+    for coll in [c, c2] {
+        let probe = probe_page(coll);
+        assert_eq!(b.put_page(&probe, b"probe", NO_QUOTA).unwrap(), Write::Done);
+    }
+    assert!(reach(b, &owner, &c));
+    assert!(!reach(b, &bob, &c));
+    assert!(!reach(b, &bob, &[0xee; 16]));
     assert_eq!(
         b.list_scopes(&owner).unwrap(),
         vec![
@@ -433,8 +463,8 @@ pub fn access_contract<B: Backend>(b: &B) {
             .unwrap(),
         Write::Done
     );
-    assert!(b.can_reach(&bob, &c).unwrap());
-    assert!(!b.can_reach(&carol, &c).unwrap());
+    assert!(reach(b, &bob, &c));
+    assert!(!reach(b, &carol, &c));
     assert_eq!(
         b.list_scopes(&bob).unwrap(),
         vec![(c, ScopeKind::Collection)]
@@ -451,7 +481,7 @@ pub fn access_contract<B: Backend>(b: &B) {
             .unwrap(),
         Write::Done
     );
-    assert!(!b.can_reach(&dave, &c).unwrap());
+    assert!(!reach(b, &dave, &c));
     assert!(b.delete_envelope(&env(dave, bob, c, 1)).unwrap());
     // An envelope for a missing scope is refused.
     assert_eq!(
@@ -466,13 +496,13 @@ pub fn access_contract<B: Backend>(b: &B) {
             .unwrap(),
         Write::Done
     );
-    assert!(!b.can_reach(&bob, &c).unwrap());
-    assert!(b.can_reach(&carol, &c).unwrap());
+    assert!(!reach(b, &bob, &c));
+    assert!(reach(b, &carol, &c));
     assert_eq!(b.list_scopes(&bob).unwrap(), vec![]);
 
     // Groups: membership by the group's current-epoch secret envelope.
-    assert!(b.can_reach(&owner, &g).unwrap());
-    assert!(!b.can_reach(&bob, &g).unwrap());
+    assert!(reach(b, &owner, &g));
+    assert!(!reach(b, &bob, &g));
     assert_eq!(
         b.put_envelope(&env(bob, g, g, 1), b"gs-bob-1", NO_QUOTA)
             .unwrap(),
@@ -483,17 +513,17 @@ pub fn access_contract<B: Backend>(b: &B) {
             .unwrap(),
         Write::Done
     );
-    assert!(b.can_reach(&bob, &g).unwrap());
-    assert!(b.can_reach(&dave, &g).unwrap());
+    assert!(reach(b, &bob, &g));
+    assert!(reach(b, &dave, &g));
     // c2 shared with the group reaches its members.
     assert_eq!(
         b.put_envelope(&env(g, owner, c2, 1), b"c2-g-1", NO_QUOTA)
             .unwrap(),
         Write::Done
     );
-    assert!(b.can_reach(&bob, &c2).unwrap());
-    assert!(b.can_reach(&dave, &c2).unwrap());
-    assert!(!b.can_reach(&carol, &c2).unwrap());
+    assert!(reach(b, &bob, &c2));
+    assert!(reach(b, &dave, &c2));
+    assert!(!reach(b, &carol, &c2));
     assert_eq!(
         b.list_scopes(&dave).unwrap(),
         vec![(g, ScopeKind::Group), (c2, ScopeKind::Collection)]
@@ -504,9 +534,9 @@ pub fn access_contract<B: Backend>(b: &B) {
             .unwrap(),
         Write::Done
     );
-    assert!(!b.can_reach(&dave, &g).unwrap());
-    assert!(!b.can_reach(&dave, &c2).unwrap());
-    assert!(b.can_reach(&bob, &c2).unwrap());
+    assert!(!reach(b, &dave, &g));
+    assert!(!reach(b, &dave, &c2));
+    assert!(reach(b, &bob, &c2));
     assert_eq!(b.list_scopes(&dave).unwrap(), vec![]);
     // A group's owner reaches, and lists, what is shared with the group.
     let g2 = [0x93; 16];
@@ -524,15 +554,15 @@ pub fn access_contract<B: Backend>(b: &B) {
             .unwrap(),
         Write::Done
     );
-    assert!(b.can_reach(&carol, &c3).unwrap());
+    assert!(reach(b, &carol, &c3));
     assert!(b
         .list_scopes(&carol)
         .unwrap()
         .contains(&(c3, ScopeKind::Collection)));
     assert!(b.delete_scope(&c3).unwrap());
     assert!(b.delete_scope(&g2).unwrap());
-    // Envelope usage is charged to the target's owner.
-    assert_eq!(b.usage(&owner).unwrap(), 7 + 9 + 8 + 9 + 6 + 8);
+    // Envelope usage is charged to the target's owner (and the two probe pages).
+    assert_eq!(b.usage(&owner).unwrap(), 7 + 9 + 8 + 9 + 6 + 8 + 2 * 5);
     assert_eq!(b.usage(&bob).unwrap(), 0);
 }
 
