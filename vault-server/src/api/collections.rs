@@ -16,7 +16,9 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::accounts::VersionResponse;
 use super::error::{ApiError, ErrorBody};
-use super::extract::{blob_response, read_blob, ApiPath, ApiQuery, Auth, Blob, Counter, HexId};
+use super::extract::{
+    blob_response, read_blob, ApiPath, ApiQuery, Auth, Bearer, Blob, Counter, HexId,
+};
 use super::{blocking, AppState};
 use crate::auth::UserId;
 use crate::store::{Backend, Cas, Created, Id, ManifestSwap, ObjectKey, PageKey, ScopeKind, Write};
@@ -287,13 +289,15 @@ pub(crate) async fn put_page<B: Backend>(
 )]
 pub(crate) async fn get_page<B: Backend>(
     State(state): State<Arc<AppState<B>>>,
-    auth: Auth,
+    bearer: Bearer,
     ApiPath(path): ApiPath<PagePath>,
 ) -> Result<Response, ApiError> {
-    let (user, key) = (auth.user, path.key());
-    // Access and read in one backend call (one query on PostgreSQL); a page the caller may
-    // not reach is as absent as a missing one.
+    let key = path.key();
+    // The hot read path: the session (unless answered from memory), the access check and
+    // the read in one blocking task (two queries on PostgreSQL); a page the caller may not
+    // reach is as absent as a missing one.
     let page = blocking(&state, move |b| {
+        let user = bearer.user(b)?;
         b.get_page_as(&user, &key)?.ok_or(ApiError::NotFound)
     })
     .await?;

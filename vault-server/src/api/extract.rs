@@ -430,6 +430,56 @@ impl<B: Backend> FromRequestParts<Arc<AppState<B>>> for Auth {
     }
 }
 
+/// A bearer token whose session look-up, when the backend cannot answer from memory, is
+/// left to the handler's own blocking task ([`Bearer::user`]): one thread-pool hop and one
+/// database connection per request on the hot read path instead of two. A missing or
+/// malformed header, or a token the backend refuses from memory, is refused here.
+pub struct Bearer {
+    /// Known without I/O.
+    resolved: Option<UserId>,
+    token: SessionToken,
+    now: u64,
+}
+
+impl Bearer {
+    /// The caller's account; call it from the blocking task (it may read the store).
+    pub fn user<B: Backend>(&self, b: &B) -> Result<UserId, ApiError> {
+        match self.resolved {
+            Some(user) => Ok(user),
+            None => b
+                .authenticate(&self.token, self.now)?
+                .ok_or(ApiError::Unauthenticated),
+        }
+    }
+}
+
+impl<B: Backend> FromRequestParts<Arc<AppState<B>>> for Bearer {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState<B>>,
+    ) -> Result<Self, ApiError> {
+        let token = parts
+            .headers
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(SessionToken::from_authorization)
+            .ok_or(ApiError::Unauthenticated)?;
+        let now = state.clock.now();
+        let resolved = match state.backend.authenticate_without_io(&token, now) {
+            Some(Some(user)) => Some(user),
+            Some(None) => return Err(ApiError::Unauthenticated),
+            None => None,
+        };
+        Ok(Self {
+            resolved,
+            token,
+            now,
+        })
+    }
+}
+
 /// The client's address, from the connection (never from a header such as
 /// `X-Forwarded-For`, which any client can set).
 pub struct ClientAddr(pub IpAddr);
