@@ -543,8 +543,10 @@ pub(crate) struct VersionResponse {
     pub(crate) version: u64,
 }
 
-/// Replaces the caller's sealed keyring if its version is still `expected` (password
-/// change, recovery, key rotation). The new blob must be a sealed keyring of the caller.
+/// Replaces the caller's sealed keyring if its version is still `expected` (key rotation,
+/// new keys: anything that keeps the password). The new blob must be a sealed keyring of the
+/// caller with the stored one's KDF salt and count; a new password goes through
+/// `POST /v1/account/password`, which also replaces the login verifier.
 #[utoipa::path(
     put,
     path = "/v1/account/keyring",
@@ -554,7 +556,7 @@ pub(crate) struct VersionResponse {
     request_body(content = Blob, content_type = "application/octet-stream"),
     responses(
         (status = 200, description = "Replaced", body = VersionResponse),
-        (status = 400, description = "bad_request: not a sealed keyring of the caller, bad query", body = ErrorBody),
+        (status = 400, description = "bad_request: not a sealed keyring of the caller, other KDF parameters than the stored keyring (a password change: POST /v1/account/password), bad query", body = ErrorBody),
         (status = 409, description = "conflict: the stored version is `current`", body = ErrorBody),
         (status = 413, description = "payload_too_large", body = ErrorBody),
         (status = 415, description = "unsupported_media_type: not application/octet-stream", body = ErrorBody),
@@ -571,11 +573,119 @@ pub(crate) async fn put_keyring<B: Backend>(
     let blob = read_blob(&headers, body, state.config.limits.keyring).await?;
     check_keyring(&blob, &user)?;
     let expected = query.expected.0;
-    match blocking(&state, move |b| Ok(b.swap_keyring(&user, expected, &blob)?)).await? {
+    let swapped = blocking(&state, move |b| {
+        // The KDF parameters decide the login secret (login.md §1): changing them here would
+        // leave the login verifier behind.
+        if let Some((_, stored)) = b.keyring(&user)? {
+            if kdf_parameters(&stored) != kdf_parameters(&blob) {
+                return Err(ApiError::BadRequest(
+                    "the keyring's KDF parameters changed: change the password with POST /v1/account/password",
+                ));
+            }
+        }
+        Ok(b.swap_keyring(&user, expected, &blob)?)
+    });
+    match swapped.await? {
         Cas::Done => Ok(Json(VersionResponse {
             version: expected.saturating_add(1),
         })),
         Cas::Conflict { current } => Err(ApiError::Conflict { current }),
+    }
+}
+
+/// A password change.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ChangePasswordRequest {
+    /// The keyring version the client last read (compare-and-swap).
+    expected: Counter,
+    /// The keyring sealed under the new password (base64url).
+    keyring: Base64Url,
+    /// The login secret of the current password.
+    login_secret: SecretField,
+    /// The login secret of the new password, derived with the new keyring's KDF salt and
+    /// count.
+    new_login_secret: SecretField,
+}
+
+/// Changes the password: replaces the sealed keyring and the login verifier together (a
+/// keyring sealed under a new password with the old verifier would lock the user out). The
+/// current login secret is checked again, under the same backoff as a login. On success
+/// every session of the account ends, this one included: the client logs in again with the
+/// new password.
+#[utoipa::path(
+    post,
+    path = "/v1/account/password",
+    tag = "accounts",
+    security(("session" = [])),
+    request_body = ChangePasswordRequest,
+    responses(
+        (status = 200, description = "Changed; every session of the account has ended", body = VersionResponse),
+        (status = 400, description = "bad_request (login secrets, not a sealed keyring of the caller), malformed_body", body = ErrorBody),
+        (status = 401, description = "unauthenticated, or authentication_failed: wrong current login secret", body = ErrorBody),
+        (status = 404, description = "not_found: the account was deleted", body = ErrorBody),
+        (status = 409, description = "conflict: the stored keyring version is `current`", body = ErrorBody),
+        (status = 413, description = "payload_too_large", body = ErrorBody),
+        (status = 415, description = "unsupported_media_type", body = ErrorBody),
+        (status = 429, description = "too_many_requests: failed-login backoff", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    )
+)]
+pub(crate) async fn change_password<B: Backend>(
+    State(state): State<Arc<AppState<B>>>,
+    ClientAddr(addr): ClientAddr,
+    auth: Auth,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<VersionResponse>, ApiError> {
+    let user = auth.user;
+    let limits = state.config.limits;
+    let room = limits
+        .json_body
+        .saturating_add(limits.keyring.div_ceil(3).saturating_mul(4));
+    let request: ChangePasswordRequest = read_json(&headers, body, room).await?;
+    let secret = request.login_secret.login_secret()?;
+    let new_secret = request.new_login_secret.login_secret()?;
+    if request.keyring.0.len() > limits.keyring {
+        return Err(ApiError::PayloadTooLarge);
+    }
+    check_keyring(&request.keyring.0, &user)?;
+    let name = blocking(&state, move |b| b.name(&user)?.ok_or(ApiError::NotFound)).await?;
+    let now = state.clock.now();
+    state
+        .backoff
+        .check(name.as_bytes(), addr, now)
+        .map_err(backoff_error)?;
+    let policy = state.policy;
+    let expected = request.expected.0;
+    let keyring = request.keyring.0;
+    let changed = blocking(&state, move |b| {
+        let verifier = stored_verifier(b, &user)?;
+        if let LoginCheck::Rejected = check_login(verifier.as_ref(), &secret, &policy) {
+            return Err(ApiError::AuthenticationFailed);
+        }
+        let fresh = Verifier::create(&mut OsRng, &new_secret, &policy).to_bytes();
+        let cas = b.change_password(&user, expected, &keyring, &fresh)?;
+        if cas == Cas::Done {
+            b.remove_user(&user)?;
+        }
+        Ok(cas)
+    })
+    .await;
+    match changed {
+        Err(ApiError::AuthenticationFailed) => {
+            state.backoff.record_failure(name.as_bytes(), addr, now);
+            Err(ApiError::AuthenticationFailed)
+        }
+        Err(e) => Err(e),
+        Ok(Cas::Conflict { current }) => Err(ApiError::Conflict { current }),
+        Ok(Cas::Done) => {
+            state.backoff.record_success(name.as_bytes());
+            tracing::info!(target: "vault_server", "password changed; sessions ended");
+            Ok(Json(VersionResponse {
+                version: expected.saturating_add(1),
+            }))
+        }
     }
 }
 

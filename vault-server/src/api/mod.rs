@@ -274,6 +274,7 @@ fn api_routes<B: Backend>() -> OpenApiRouter<Arc<AppState<B>>> {
         .routes(routes!(B: accounts::logout))
         .routes(routes!(B: accounts::get_account, accounts::delete_account))
         .routes(routes!(B: accounts::get_keyring, accounts::put_keyring))
+        .routes(routes!(B: accounts::change_password))
         .routes(routes!(B: accounts::lookup_user))
         .routes(routes!(B: accounts::get_identity, accounts::put_identity))
         .routes(routes!(B: collections::list_scopes))

@@ -119,6 +119,15 @@ pub trait AccountStore: Send + Sync {
     /// Replaces the keyring blob if its version is `expected`; the new version is
     /// `expected + 1`. `Conflict { current: 0 }` if no account.
     fn swap_keyring(&self, user: &UserId, expected: u64, blob: &[u8]) -> Result<Cas, BackendError>;
+    /// A password change: replaces the keyring blob (as [`AccountStore::swap_keyring`]) and
+    /// the login verifier together, both or neither.
+    fn change_password(
+        &self,
+        user: &UserId,
+        expected: u64,
+        keyring: &[u8],
+        verifier: &[u8],
+    ) -> Result<Cas, BackendError>;
     /// The identity bundle of `user` (public: anyone may read it).
     fn identity(&self, user: &UserId) -> Result<Option<Vec<u8>>, BackendError>;
     /// Replaces the identity bundle (key rotation); `false` if no account.

@@ -1440,6 +1440,38 @@ impl AccountStore for PgBackend {
         })
     }
 
+    fn change_password(
+        &self,
+        user: &UserId,
+        expected: u64,
+        keyring: &[u8],
+        verifier: &[u8],
+    ) -> Result<Cas, BackendError> {
+        self.read("change password", |c| {
+            // One conditional UPDATE of both columns, as in `swap_keyring`.
+            if let Ok(expected) = i64::try_from(expected) {
+                if c.execute(
+                    "UPDATE accounts SET keyring = $3, keyring_version = keyring_version + 1, \
+                     verifier = $4 WHERE id = $1 AND keyring_version = $2",
+                    &[user, &expected, &keyring, &verifier],
+                )? == 1
+                {
+                    return Ok(Cas::Done);
+                }
+            }
+            let current = match c.query_opt(
+                "SELECT keyring_version FROM accounts WHERE id = $1",
+                &[user],
+            )? {
+                None => 0,
+                Some(row) => {
+                    u64::try_from(get::<i64>(&row, 0)?).map_err(|_| corrupt("keyring version"))?
+                }
+            };
+            Ok(Cas::Conflict { current })
+        })
+    }
+
     fn identity(&self, user: &UserId) -> Result<Option<Vec<u8>>, BackendError> {
         self.read("identity", |c| {
             match c.query_opt("SELECT identity FROM accounts WHERE id = $1", &[user])? {

@@ -407,6 +407,46 @@ impl AccountStore for SledBackend {
         }
     }
 
+    fn change_password(
+        &self,
+        user: &UserId,
+        expected: u64,
+        keyring: &[u8],
+        verifier: &[u8],
+    ) -> Result<Cas, BackendError> {
+        let result = (&self.keyrings, &self.verifiers).transaction(|(keyrings, verifiers)| {
+            let Some(current) = keyrings.get(user)? else {
+                return Ok(Cas::Conflict { current: 0 });
+            };
+            let version = match split_version(&current) {
+                Ok((version, _)) => version,
+                Err(_) => return Err(ConflictableTransactionError::Abort(())),
+            };
+            if version != expected {
+                return Ok(Cas::Conflict { current: version });
+            }
+            let Some(next) = expected.checked_add(1) else {
+                return Err(ConflictableTransactionError::Abort(()));
+            };
+            keyrings.insert(&user[..], versioned(next, keyring))?;
+            verifiers.insert(&user[..], verifier)?;
+            Ok(Cas::Done)
+        });
+        let cas = match result {
+            Ok(cas) => cas,
+            Err(TransactionError::Abort(())) => {
+                return Err(BackendError::new(
+                    "sled: corrupt keyring record or version exhausted",
+                ))
+            }
+            Err(TransactionError::Storage(e)) => return Err(err(e)),
+        };
+        if cas == Cas::Done {
+            self.flush()?;
+        }
+        Ok(cas)
+    }
+
     fn identity(&self, user: &UserId) -> Result<Option<Vec<u8>>, BackendError> {
         Ok(self.identities.get(user).map_err(err)?.map(|v| v.to_vec()))
     }

@@ -622,3 +622,106 @@ pub async fn account_deletion(server: &TestServer) {
         json!(0)
     );
 }
+
+/// A password change replaces the keyring and the login verifier together: the new
+/// password logs in, the old one no longer does, every session ends, and the prelogin
+/// answers the new KDF parameters. A keyring with other KDF parameters is refused on the
+/// plain keyring route, which would leave the verifier behind.
+pub async fn password_change(server: &TestServer) {
+    let alice = user(0);
+    let (new_keyring, new_secret) = &alice.new_password;
+    let s = server.signup(0, "alice").await;
+    let other_device = server.login(alice, "alice").await;
+    // The plain keyring route refuses new KDF parameters.
+    let r = server
+        .put(&s, "/v1/account/keyring?expected=1", new_keyring)
+        .await;
+    expect_error(r, StatusCode::BAD_REQUEST, "bad_request").await;
+
+    let change = |expected: u64, current: &[u8; 32], keyring: &[u8]| {
+        json!({
+            "expected": expected,
+            "keyring": b64(keyring),
+            "login_secret": b64(current),
+            "new_login_secret": b64(new_secret),
+        })
+    };
+    let post = |s: &Session, body: Value| {
+        server
+            .request(Method::POST, "/v1/account/password", Some(s))
+            .json(&body)
+            .send()
+    };
+    // A wrong current secret: refused, nothing changed.
+    let r = post(&s, change(1, &[7; 32], new_keyring)).await.unwrap();
+    expect_error(r, StatusCode::UNAUTHORIZED, "authentication_failed").await;
+    // A stale version: conflict, nothing changed.
+    let r = post(&s, change(5, &alice.login_secret, new_keyring))
+        .await
+        .unwrap();
+    let e = expect_error(r, StatusCode::CONFLICT, "conflict").await;
+    assert_eq!(e["current"], json!(1));
+    // Another user's keyring: refused.
+    let r = post(&s, change(1, &alice.login_secret, &user(1).sealed))
+        .await
+        .unwrap();
+    expect_error(r, StatusCode::BAD_REQUEST, "bad_request").await;
+    assert_eq!(
+        server.get(&other_device, "/v1/account").await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        server
+            .login_with("alice", &alice.login_secret)
+            .await
+            .status(),
+        StatusCode::CREATED
+    );
+
+    let r = post(&s, change(1, &alice.login_secret, new_keyring))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.json::<Value>().await.unwrap(), json!({"version": 2}));
+    // Every session ended, this one included.
+    for old in [&s, &other_device] {
+        expect_error(
+            server.get(old, "/v1/account").await,
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+        )
+        .await;
+    }
+    expect_error(
+        server.login_with("alice", &alice.login_secret).await,
+        StatusCode::UNAUTHORIZED,
+        "authentication_failed",
+    )
+    .await;
+    let r = server.login_with("alice", new_secret).await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let token = r.json::<Value>().await.unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let s = Session {
+        token,
+        user: alice.id,
+    };
+    assert_eq!(
+        server.get_bytes(&s, "/v1/account/keyring").await,
+        *new_keyring
+    );
+    let pre = server
+        .post_json("/v1/prelogin", &json!({"name": "alice"}))
+        .await
+        .json::<Value>()
+        .await
+        .unwrap();
+    let sealed = vault_keyring::SealedKeyring::from_bytes(new_keyring).unwrap();
+    assert_eq!(pre["kdf_salt"], json!(b64(sealed.kdf_params().salt())));
+    assert_eq!(
+        pre["kdf_iterations"],
+        json!(sealed.kdf_params().iterations())
+    );
+}

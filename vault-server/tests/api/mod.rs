@@ -49,6 +49,7 @@ macro_rules! api_suite {
             accounts::refused_registrations_count_as_failures,
             accounts::expired_and_forged_tokens,
             accounts::keyring_compare_and_swap,
+            accounts::password_change,
             accounts::identities_and_directory,
             accounts::account_deletion,
             data::collections_create_list_delete,
@@ -314,8 +315,12 @@ pub struct TestUser {
     pub id: [u8; 16],
     /// The sealed keyring.
     pub sealed: Vec<u8>,
-    /// The same keyring sealed again (a password change): another blob of the same user.
+    /// The same keyring sealed again under the same password and KDF parameters (a key
+    /// rotation would look like this): another blob of the same user.
     pub resealed: Vec<u8>,
+    /// The same keyring sealed under a new password with new KDF parameters (a password
+    /// change), and that password's login secret.
+    pub new_password: (Vec<u8>, [u8; 32]),
     /// The identity bundle.
     pub identity: Vec<u8>,
     /// The identity bundle signed again (same keys, new signature).
@@ -351,13 +356,16 @@ fn make_user(seed: u64) -> TestUser {
     let params = insecure_test_params(&mut rng, 10);
     let keys = PasswordKeys::derive_with_policy(&password, &params, &policy).unwrap();
     let (sealed, _) = SealedKeyring::seal(&mut rng, &keyring, &keys);
+    let (resealed, _) = SealedKeyring::seal(&mut rng, &keyring, &keys);
     let params2 = insecure_test_params(&mut rng, 10);
-    let keys2 = PasswordKeys::derive_with_policy(&password, &params2, &policy).unwrap();
-    let (resealed, _) = SealedKeyring::seal(&mut rng, &keyring, &keys2);
+    let password2 = Password::from(format!("new password number {seed}").as_str());
+    let keys2 = PasswordKeys::derive_with_policy(&password2, &params2, &policy).unwrap();
+    let (sealed2, _) = SealedKeyring::seal(&mut rng, &keyring, &keys2);
     TestUser {
         id: *keyring.id().as_bytes(),
         sealed: sealed.to_bytes(),
         resealed: resealed.to_bytes(),
+        new_password: (sealed2.to_bytes(), *keys2.login_secret().expose_bytes()),
         identity: keyring.identity_bundle(&mut rng).to_bytes(),
         identity_resigned: keyring.identity_bundle(&mut rng).to_bytes(),
         login_secret: *keys.login_secret().expose_bytes(),

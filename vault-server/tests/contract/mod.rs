@@ -118,6 +118,24 @@ pub fn accounts_contract<S: AccountStore>(s: &S) {
     assert_eq!(s.verifier(&ALICE).unwrap(), Some(vec![9; 58]));
     assert!(!s.set_verifier(&[0x77; 16], &[9; 58]).unwrap());
     assert_eq!(s.verifier(&[0x77; 16]).unwrap(), None);
+    // A password change swaps the keyring and the verifier together, or neither.
+    assert_eq!(
+        s.change_password(&ALICE, 1, b"stale", &[3; 58]).unwrap(),
+        Cas::Conflict { current: 2 }
+    );
+    assert_eq!(s.keyring(&ALICE).unwrap(), Some((2, b"v2".to_vec())));
+    assert_eq!(s.verifier(&ALICE).unwrap(), Some(vec![9; 58]));
+    assert_eq!(
+        s.change_password(&ALICE, 2, b"v3", &[4; 58]).unwrap(),
+        Cas::Done
+    );
+    assert_eq!(s.keyring(&ALICE).unwrap(), Some((3, b"v3".to_vec())));
+    assert_eq!(s.verifier(&ALICE).unwrap(), Some(vec![4; 58]));
+    assert_eq!(
+        s.change_password(&[0x77; 16], 0, b"x", &[4; 58]).unwrap(),
+        Cas::Conflict { current: 0 }
+    );
+    assert_eq!(s.verifier(&[0x77; 16]).unwrap(), None);
     assert!(s.set_identity(&ALICE, b"rotated").unwrap());
     assert_eq!(s.identity(&ALICE).unwrap(), Some(b"rotated".to_vec()));
     assert!(!s.set_identity(&[0x77; 16], b"x").unwrap());
