@@ -84,6 +84,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/changes?after={n}&limit={n}"),
     ("PATCH", "/v1/collections/{c}"),
     ("GET", "/{x}"),
+    ("POST", "/v1/account/password"),
 ];
 
 /// The fixture's ids and session.

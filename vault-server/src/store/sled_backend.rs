@@ -13,7 +13,7 @@ use crate::auth::{Session, SessionStore, SessionToken, TokenHash, UserId};
 
 /// The sled backend: trees `names` (login name → user), `accounts` (user → login name),
 /// `verifiers`, `keyrings` (`u64` version ‖ blob), `identities`, `sessions` (token hash →
-/// user ‖ created ‖ expires), mirrored in memory ([`SessionMirror`]).
+/// user ‖ created ‖ expires), mirrored in memory (`SessionMirror`).
 pub struct SledBackend {
     db: sled::Db,
     names: sled::Tree,
@@ -601,7 +601,7 @@ impl SessionStore for SledBackend {
         Ok(removed)
     }
 
-    /// From the in-memory mirror of the `sessions` tree ([`SessionMirror`]): no I/O.
+    /// From the in-memory mirror of the `sessions` tree (`SessionMirror`): no I/O.
     fn authenticate_without_io(&self, token: &SessionToken, now: u64) -> Option<Option<UserId>> {
         self.session_mirror.authenticate(&token.hash(), now)
     }
