@@ -92,7 +92,17 @@ pub(crate) async fn create_scope<B: Backend>(
     id: Id,
     kind: ScopeKind,
 ) -> Result<(StatusCode, Json<ScopeEntry>), ApiError> {
-    let created = blocking(state, move |b| Ok(b.create_scope(&id, kind, &user)?)).await?;
+    let created = blocking(state, move |b| {
+        let created = b.create_scope(&id, kind, &user)?;
+        // The account may have been deleted while this request ran: a scope of a user that
+        // no longer exists would stay, unreachable and outside every quota.
+        if created == Created::Created && !b.account_exists_settled(&user)? {
+            b.delete_scope(&id)?;
+            return Err(ApiError::Unauthenticated);
+        }
+        Ok(created)
+    })
+    .await?;
     let status = match created {
         Created::Created => StatusCode::CREATED,
         Created::Exists { kind: k, owner } if k == kind && owner == user => StatusCode::OK,

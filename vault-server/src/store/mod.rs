@@ -40,16 +40,27 @@ pub trait Backend:
     /// now. Whoever inserts first wins; every caller gets the winner's value. Durable.
     fn setting_or_insert(&self, key: &str, value: &[u8]) -> Result<Vec<u8>, BackendError>;
 
+    /// Whether `user`'s account exists, after any deletion of it that is in progress has
+    /// finished (PostgreSQL waits on the account row `FOR SHARE`). Writes that create
+    /// something for a user (a session, a scope) call it *after* the write, and undo the
+    /// write when the answer is `false`: `delete_account` removes the account first and
+    /// what belongs to it after (sled) or in the same transaction (PostgreSQL), so whatever
+    /// was written before this answered `true` is found and removed by the deletion.
+    fn account_exists_settled(&self, user: &UserId) -> Result<bool, BackendError>;
+
     /// Called by a login after it stored the session `key` for `user`: whether the account
-    /// still exists. If it does not (deleted while the login ran), the session is removed
-    /// and the answer is `false`. Together with `delete_account` removing sessions after
-    /// the account is gone (sled) or in the same transaction (PostgreSQL, which locks the
-    /// account row here), no session outlives its account.
+    /// still exists; if not (deleted while the login ran), the session is removed.
     fn keep_session_if_account_exists(
         &self,
         user: &UserId,
         key: &TokenHash,
-    ) -> Result<bool, BackendError>;
+    ) -> Result<bool, BackendError> {
+        if self.account_exists_settled(user)? {
+            return Ok(true);
+        }
+        self.remove(key)?;
+        Ok(false)
+    }
 }
 
 /// A failure of the storage backend itself (I/O, database). Its message is for the

@@ -1274,24 +1274,15 @@ impl PgBackend {
 }
 
 impl Backend for PgBackend {
-    fn keep_session_if_account_exists(
-        &self,
-        user: &UserId,
-        key: &TokenHash,
-    ) -> Result<bool, BackendError> {
-        self.read("confirm session", |c| {
+    fn account_exists_settled(&self, user: &UserId) -> Result<bool, BackendError> {
+        self.read("account exists", |c| {
             // FOR SHARE waits for a `delete_account` that has deleted the row (it deletes
-            // the account, then its sessions, in one transaction) and then finds no row.
-            if c.query_opt("SELECT 1 FROM accounts WHERE id = $1 FOR SHARE", &[user])?
-                .is_some()
-            {
-                return Ok(true);
-            }
-            c.execute(
-                "DELETE FROM sessions WHERE token_hash = $1",
-                &[key.as_bytes()],
-            )?;
-            Ok(false)
+            // the account, then its sessions and scopes, in one transaction) and then finds
+            // no row.
+            Ok(
+                c.query_opt("SELECT 1 FROM accounts WHERE id = $1 FOR SHARE", &[user])?
+                    .is_some(),
+            )
         })
     }
 
@@ -1496,9 +1487,10 @@ impl AccountStore for PgBackend {
                 return Ok(End::Rollback(false));
             }
             tx.execute("DELETE FROM sessions WHERE user_id = $1", &[user])?;
-            // Everything under the scopes goes by ON DELETE CASCADE. A scope the owner
-            // creates concurrently (after this statement's snapshot) survives, with its
-            // usage.
+            // Everything under the scopes goes by ON DELETE CASCADE. A scope (or session)
+            // the owner creates concurrently, after this statement's snapshot, is undone by
+            // its creator: `account_exists_settled` waits for this transaction and then
+            // finds no account.
             let mut gone = Vec::new();
             let mut freed = 0i64;
             for row in tx.query(

@@ -25,17 +25,21 @@ pub fn all<B: Backend>(b: &B) {
 }
 
 /// A login that stores its session while the account is being deleted: the session is
-/// removed and refused, never left working for a user that is gone.
+/// removed and refused, never left working for a user that is gone. (The API does the
+/// same with a scope created during the deletion, through `account_exists_settled`.)
 pub fn session_outliving_its_account_contract<B: Backend>(b: &B) {
     let user = [0x5e; 16];
     assert!(register(b, user, 1));
     let mut rng = ChaCha20Rng::from_seed([0x5e; 32]);
+    assert!(b.account_exists_settled(&user).unwrap());
+    assert!(!b.account_exists_settled(&[0x5f; 16]).unwrap());
     let kept = b.issue(&mut rng, user, 1_000, 100).unwrap();
     assert!(b
         .keep_session_if_account_exists(&user, &kept.hash())
         .unwrap());
     assert_eq!(b.authenticate(&kept, 1_001).unwrap(), Some(user));
     assert!(b.delete_account(&user).unwrap());
+    assert!(!b.account_exists_settled(&user).unwrap());
     assert_eq!(b.authenticate(&kept, 1_001).unwrap(), None);
     // The late login: its session is stored after the deletion.
     let late = b.issue(&mut rng, user, 1_002, 100).unwrap();
