@@ -155,22 +155,6 @@ fn a_damaged_data_record_is_refused_at_start_up() {
     assert!(e.to_string().contains("corrupt scope record"), "{e}");
 }
 
-/// Opens `dir` again. sled releases its directory lock from a background thread shortly
-/// after the last handle is dropped, so an immediate reopen in the same process may find
-/// it still held.
-fn reopen(dir: &std::path::Path) -> SledBackend {
-    for _ in 0..50 {
-        match SledBackend::open(dir) {
-            Ok(s) => return s,
-            Err(e) if e.to_string().contains("could not acquire lock") => {
-                std::thread::sleep(std::time::Duration::from_millis(100));
-            }
-            Err(e) => panic!("{e}"),
-        }
-    }
-    panic!("the sled directory stayed locked");
-}
-
 /// The blocks the pack files of `dir` occupy on disk.
 #[cfg(target_os = "linux")]
 fn pack_blocks(dir: &std::path::Path) -> u64 {
@@ -251,7 +235,7 @@ fn deleted_and_replaced_pages_return_their_space() {
     }
     // And the directory still opens: every location left points inside its pack.
     drop(s);
-    reopen(dir.path());
+    SledBackend::open(dir.path()).unwrap();
 }
 
 /// Readers never see a page's bytes disappear under them while it is replaced.
@@ -352,4 +336,20 @@ fn sessions_without_an_account_are_removed_at_start_up() {
     assert_eq!(s.authenticate(&orphan, 1_001).unwrap(), None);
     assert_eq!(s.get(&orphan.hash()).unwrap(), None);
     assert_eq!(s.authenticate(&kept, 1_001).unwrap(), Some(ALICE));
+}
+
+/// A data directory another handle holds is refused with a clear message (after the short
+/// wait `open` allows for a lock being released), and opens once the holder is gone.
+#[test]
+fn a_directory_in_use_is_refused_until_released() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = SledBackend::open(dir.path()).unwrap();
+    let e = SledBackend::open(dir.path()).err().expect("refused");
+    assert!(e.to_string().contains("in use by another"), "{e}");
+    drop(first);
+    // Immediately: the lock is released from a background thread, which `open` waits for.
+    for _ in 0..20 {
+        let s = SledBackend::open(dir.path()).unwrap();
+        drop(s);
+    }
 }

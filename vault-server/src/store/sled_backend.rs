@@ -214,15 +214,38 @@ fn versioned(version: u64, blob: &[u8]) -> Vec<u8> {
     v
 }
 
+/// Opens the sled database in `path`. sled releases a closed database's directory lock from
+/// a background thread shortly after the last handle is dropped, so a reopen in the same
+/// process can find the lock still held for a moment: that is retried for up to two
+/// seconds. A lock held longer belongs to another process (or an open handle).
+fn open_db(path: &Path) -> Result<sled::Db, BackendError> {
+    let mut waited = 0;
+    loop {
+        match sled::Config::new()
+            .path(path)
+            .cache_capacity(64 * 1024 * 1024)
+            .open()
+        {
+            Ok(db) => return Ok(db),
+            Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") => {
+                if waited >= 40 {
+                    return Err(BackendError::new(format!(
+                        "sled: the data directory is in use by another server or process ({e})"
+                    )));
+                }
+                waited += 1;
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            Err(e) => return Err(err(e)),
+        }
+    }
+}
+
 impl SledBackend {
     /// Opens (or creates) the backend in the data directory `path`. Refuses, with a clear
     /// message, a directory whose database does not open or whose records are malformed.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, BackendError> {
-        let db = sled::Config::new()
-            .path(path.as_ref())
-            .cache_capacity(64 * 1024 * 1024)
-            .open()
-            .map_err(err)?;
+        let db = open_db(path.as_ref())?;
         let tree = |name: &str| db.open_tree(name).map_err(err);
         let backend = Self {
             names: tree("names")?,
