@@ -85,6 +85,15 @@ const ROUTES: &[(&str, &str)] = &[
     ("PATCH", "/v1/collections/{c}"),
     ("GET", "/{x}"),
     ("POST", "/v1/account/password"),
+    ("GET", "/v1/account/audit?after={n}&limit={n}"),
+    ("GET", "/v1/account/mfa"),
+    ("POST", "/v1/account/mfa/otp"),
+    ("POST", "/v1/account/mfa/otp/confirm"),
+    ("POST", "/v1/account/mfa/elevation"),
+    ("POST", "/v1/account/mfa/backup-codes"),
+    ("DELETE", "/v1/account/mfa"),
+    ("DELETE", "/v1/account/mfa/devices/{x}"),
+    ("PUT", "/v1/account/mfa/allowlist"),
 ];
 
 /// The fixture's ids and session.

@@ -2,9 +2,11 @@
 //!
 //! The thin server of the end-to-end encrypted vault (BRIEF R14): it stores opaque bytes and
 //! never holds a decryption key. Its parts: the HTTP API ([`api`], docs/spec/api.md) and its
-//! configuration ([`config`]); the login and session layer ([`auth`]); the storage seam with
-//! its backends ([`store`]: sled, and PostgreSQL with the `postgres` feature). The
-//! `vault-server` binary (`src/main.rs`) serves the API over either store.
+//! configuration ([`config`]); the login and session layer ([`auth`]); the hash-chained
+//! audit log of security events ([`audit`], docs/spec/audit.md); the storage seam with its
+//! backends ([`store`]: sled, and PostgreSQL with the `postgres` feature); TLS ([`tls`],
+//! docs/spec/tls.md). The `vault-server` binary (`src/main.rs`) serves the API over either
+//! store, over TLS or (on loopback) plain HTTP.
 //!
 //! The client proves its password by a 32-byte login secret derived from it
 //! (docs/spec/keyring.md §3); the server keeps only a slow, salted [`auth::Verifier`] of that
@@ -53,6 +55,9 @@
 #![deny(missing_docs)]
 
 pub mod api;
+pub mod audit;
 pub mod auth;
+pub mod backup;
 pub mod config;
 pub mod store;
+pub mod tls;

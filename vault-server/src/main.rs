@@ -4,9 +4,20 @@
 //! ```text
 //! cargo run --release -p vault-server -- --data-dir ./vault-data
 //! cargo run --release -p vault-server -- --database-url postgres://…
+//! cargo run --release -p vault-server -- gen-cert --out-dir ./tls
+//! cargo run --release -p vault-server -- --data-dir ./vault-data --backup-dir ./backups
+//! cargo run --release -p vault-server -- restore --from ./backups/vault-backup-….vbk \
+//!     --data-dir ./vault-data
+//! cargo run --release -p vault-server -- serve --listen 0.0.0.0:8443 \
+//!     --tls-cert ./tls/cert.pem --tls-key ./tls/key.pem
 //! ```
 //!
-//! Start-up: open and check the store (a damaged one is refused, exit code 1), calibrate the
+//! Without a subcommand the flags are those of `serve`. With `--tls-cert` and `--tls-key`
+//! the API is served over TLS only (docs/spec/tls.md); without them plain HTTP, on a
+//! loopback address only unless `--allow-plain-http-on-public-address` (development).
+//!
+//! Start-up: load the TLS certificate and key if given (a key that is not the certificate's
+//! is refused, exit code 1), open and check the store (a damaged one is refused, exit code 1), calibrate the
 //! login verifier (or take `--iterations`), load the shared decoy key, bind, serve. SIGTERM
 //! or Ctrl-C stops accepting, lets requests in flight finish (bounded by
 //! `--shutdown-grace-secs`) and exits 0. Logs go to standard error, filtered by `RUST_LOG`
@@ -20,20 +31,145 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 use vault_server::api::{self, AppState};
+use vault_server::audit;
 use vault_server::auth::VerifierPolicy;
+use vault_server::backup;
 use vault_server::config::{Config, Limits, DEFAULT_DECOY_KDF_ITERATIONS};
 use vault_server::store::{Backend, SledBackend};
+use vault_server::tls::{self, SelfSigned, TlsServer};
 
 /// The thin server of the end-to-end encrypted vault: stores opaque bytes, never a key.
+///
+/// Without a subcommand, `vault-server [FLAGS]` is `vault-server serve [FLAGS]`.
 #[derive(Parser, Debug)]
-#[command(name = "vault-server", version, about)]
-struct Args {
+#[command(
+    name = "vault-server",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+/// The subcommands of the binary.
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Serve the HTTP API (the default when no subcommand is given).
+    Serve(Box<ServeArgs>),
+    /// Write a self-signed certificate and its private key (cert.pem, key.pem) for local use.
+    GenCert(GenCertArgs),
+    /// Back up a sled data directory that no server has open (a running server backs
+    /// itself up: `serve --backup-dir`). docs/spec/backup.md.
+    Backup(BackupArgs),
+    /// Restore a backup into a data directory (missing or empty, or `--force`).
+    Restore(RestoreArgs),
+    /// Read a backup and check its format, counts and SHA-256 without restoring it.
+    VerifyBackup(VerifyBackupArgs),
+    /// Verify the audit log's hash chain (docs/spec/audit.md §4.3). Exit code 0: intact;
+    /// 1: broken (the first broken seq is printed); 2: the store could not be read.
+    AuditVerify(AuditVerifyArgs),
+}
+
+/// The flags of `vault-server audit-verify`.
+#[derive(clap::Args, Debug)]
+struct AuditVerifyArgs {
+    /// The sled data directory (no server may have it open: stop it, or verify a copy).
+    #[arg(long, value_name = "DIR", default_value = "./vault-data")]
+    data_dir: PathBuf,
+
+    /// A PostgreSQL URL: verify the log in PostgreSQL instead (works while servers run).
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "VAULT_DATABASE_URL",
+        hide_env_values = true
+    )]
+    database_url: Option<String>,
+
+    /// The PostgreSQL schema of the tables (default `public`).
+    #[arg(long, value_name = "NAME")]
+    database_schema: Option<String>,
+}
+
+/// The flags of `vault-server backup`.
+#[derive(clap::Args, Debug)]
+struct BackupArgs {
+    /// The sled data directory to back up (no server may have it open).
+    #[arg(long, value_name = "DIR", default_value = "./vault-data")]
+    data_dir: PathBuf,
+
+    /// The directory to write the backup into (created if missing).
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+}
+
+/// The flags of `vault-server restore`.
+#[derive(clap::Args, Debug)]
+struct RestoreArgs {
+    /// The backup file (`vault-backup-<UTC time>.vbk`).
+    #[arg(long, value_name = "FILE")]
+    from: PathBuf,
+
+    /// The data directory to restore into.
+    #[arg(long, value_name = "DIR")]
+    data_dir: PathBuf,
+
+    /// Restore over a non-empty data directory: it is moved aside to
+    /// `<DIR>.replaced-<UTC time>`, never deleted.
+    #[arg(long)]
+    force: bool,
+}
+
+/// The flags of `vault-server verify-backup`.
+#[derive(clap::Args, Debug)]
+struct VerifyBackupArgs {
+    /// The backup file.
+    #[arg(value_name = "FILE")]
+    backup: PathBuf,
+}
+
+/// The flags of `vault-server gen-cert`.
+#[derive(clap::Args, Debug)]
+struct GenCertArgs {
+    /// The directory to write cert.pem and key.pem into (created if missing).
+    #[arg(long, value_name = "DIR")]
+    out_dir: PathBuf,
+
+    /// A DNS name or IP address for the certificate (repeatable; default: localhost,
+    /// 127.0.0.1 and ::1).
+    #[arg(long = "name", value_name = "NAME")]
+    names: Vec<String>,
+
+    /// The validity of the certificate, in days.
+    #[arg(long, value_name = "N", default_value_t = vault_server::tls::DEFAULT_CERT_DAYS)]
+    days: u32,
+
+    /// Overwrite cert.pem and key.pem if they exist.
+    #[arg(long)]
+    force: bool,
+}
+
+/// The flags of `vault-server serve` (and of `vault-server` without a subcommand).
+#[derive(clap::Args, Debug)]
+struct ServeArgs {
     /// The sled data directory (the embedded default store); created if missing.
     #[arg(long, value_name = "DIR", default_value = "./vault-data")]
     data_dir: PathBuf,
+
+    /// The file of the server's MFA key (64 hex digits), which encrypts TOTP/HOTP secrets at
+    /// rest (docs/spec/mfa.md §3); created on first start. Default: `mfa.key` in the sled
+    /// data directory, or `./vault-mfa.key` with PostgreSQL (every node needs the same
+    /// file). Back it up apart from the store.
+    #[arg(long, value_name = "FILE")]
+    mfa_key_file: Option<PathBuf>,
 
     /// A PostgreSQL URL: use PostgreSQL instead of sled (the `postgres` feature, on by
     /// default).
@@ -57,8 +193,19 @@ struct Args {
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
 
-    /// Allow listening on a non-loopback address over plain HTTP (TLS is not built in yet:
-    /// put a TLS-terminating proxy in front).
+    /// The TLS certificate chain (PEM, leaf first). With `--tls-key`, the server speaks
+    /// HTTPS only (TLS 1.3 and 1.2, docs/spec/tls.md).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+
+    /// The TLS private key (PEM: PKCS#8, SEC 1 or PKCS#1) matching `--tls-cert`.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+
+    /// Development only: serve plain HTTP on a non-loopback address without TLS (tokens
+    /// and login secrets then cross the network unencrypted unless a TLS-terminating proxy
+    /// is in front). Without `--tls-cert`/`--tls-key`, plain HTTP is otherwise served on
+    /// loopback only.
     #[arg(long)]
     allow_plain_http_on_public_address: bool,
 
@@ -127,9 +274,22 @@ struct Args {
     /// How long shutdown waits for requests in flight, in seconds.
     #[arg(long, value_name = "SECS", default_value_t = 30)]
     shutdown_grace_secs: u64,
+
+    /// Back the sled store up into this directory while serving (docs/spec/backup.md §5).
+    /// PostgreSQL is backed up with its own tools (§6).
+    #[arg(long, value_name = "DIR")]
+    backup_dir: Option<PathBuf>,
+
+    /// Hours between two backups (with `--backup-dir`).
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    backup_every_hours: u32,
+
+    /// Days a backup is kept (with `--backup-dir`); the newest is always kept.
+    #[arg(long, value_name = "D", default_value_t = 7)]
+    backup_keep_days: u32,
 }
 
-impl Args {
+impl ServeArgs {
     fn config(&self) -> Result<Config, String> {
         if self.request_timeout_secs == 0 {
             return Err("--request-timeout-secs must be at least 1".into());
@@ -180,7 +340,7 @@ impl Args {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
@@ -188,7 +348,16 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    match run(args) {
+    let result = match cli.command {
+        None => run(cli.serve),
+        Some(Command::Serve(args)) => run(*args),
+        Some(Command::GenCert(args)) => gen_cert(&args),
+        Some(Command::Backup(args)) => backup_command(&args),
+        Some(Command::Restore(args)) => restore_command(&args),
+        Some(Command::VerifyBackup(args)) => verify_backup_command(&args),
+        Some(Command::AuditVerify(args)) => return audit_verify_command(&args),
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             tracing::error!("{message}");
@@ -197,12 +366,195 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(args: Args) -> Result<(), String> {
-    if !args.listen.ip().is_loopback() {
+/// `vault-server audit-verify`: recomputes the audit chain and reports its first broken
+/// link (exit 1), or that it is intact (exit 0); 2 if the store cannot be read.
+fn audit_verify_command(args: &AuditVerifyArgs) -> ExitCode {
+    let report = match &args.database_url {
+        Some(url) => audit_verify_postgres(url, args.database_schema.as_deref()),
+        None if !args.data_dir.is_dir() => {
+            Err(format!("no data directory at {}", args.data_dir.display()))
+        }
+        None => SledBackend::open(&args.data_dir)
+            .map_err(|e| {
+                format!(
+                    "cannot open the data directory {}: {e}",
+                    args.data_dir.display()
+                )
+            })
+            .and_then(|b| audit::verify_chain(&b).map_err(|e| e.to_string())),
+    };
+    let hex = |h: &[u8; 32]| h.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let head = |r: &audit::Report| match r.head {
+        Some((seq, hash)) => format!("seq {seq}, hash {}", hex(&hash)),
+        None => "none".to_owned(),
+    };
+    match report {
+        Err(message) => {
+            tracing::error!("audit-verify: {message}");
+            ExitCode::from(2)
+        }
+        Ok(r) => match r.first_broken {
+            None => {
+                println!(
+                    "audit log intact: {} entries; head {} (record it elsewhere as a checkpoint)",
+                    r.entries,
+                    head(&r)
+                );
+                ExitCode::SUCCESS
+            }
+            Some(b) => {
+                println!(
+                    "audit log broken at seq {}: {}; {} entries stored; last intact entry: {}",
+                    b.seq,
+                    b.reason,
+                    r.entries,
+                    head(&r)
+                );
+                ExitCode::from(1)
+            }
+        },
+    }
+}
+
+#[cfg(feature = "postgres")]
+fn audit_verify_postgres(url: &str, schema: Option<&str>) -> Result<audit::Report, String> {
+    let backend = vault_server::store::PgBackend::connect(url, schema, 1)
+        .map_err(|e| format!("cannot open the PostgreSQL database: {e}"))?;
+    audit::verify_chain(&backend).map_err(|e| e.to_string())
+}
+
+#[cfg(not(feature = "postgres"))]
+fn audit_verify_postgres(_: &str, _: Option<&str>) -> Result<audit::Report, String> {
+    Err("this build has no PostgreSQL support (rebuild with `--features postgres`)".into())
+}
+
+/// `vault-server gen-cert`: a self-signed certificate and key for local use.
+fn gen_cert(args: &GenCertArgs) -> Result<(), String> {
+    let names = if args.names.is_empty() {
+        tls::DEFAULT_CERT_NAMES.map(str::to_owned).to_vec()
+    } else {
+        args.names.clone()
+    };
+    let pair = SelfSigned::generate(&names, args.days).map_err(|e| e.to_string())?;
+    let (cert, key) = pair
+        .write(&args.out_dir, args.force)
+        .map_err(|e| e.to_string())?;
+    println!("certificate: {}", cert.display());
+    println!("private key: {} (mode 0600)", key.display());
+    println!("names: {}", names.join(", "));
+    println!("valid for: {} days", args.days);
+    println!(
+        "SHA-256 fingerprint: {}",
+        tls::fingerprint_hex(&pair.fingerprint())
+    );
+    Ok(())
+}
+
+fn print_backup(info: &backup::BackupInfo) {
+    println!("backup: {}", info.path.display());
+    println!("created: {} (Unix seconds, UTC)", info.created);
+    println!(
+        "trees: {}, entries: {}, pages: {}, page bytes: {}",
+        info.trees, info.entries, info.pages, info.page_bytes
+    );
+    println!("SHA-256: {}", info.sha256_hex());
+}
+
+/// `vault-server backup`: a backup of a data directory no server has open.
+fn backup_command(args: &BackupArgs) -> Result<(), String> {
+    if !args.data_dir.is_dir() {
+        return Err(format!("no data directory at {}", args.data_dir.display()));
+    }
+    let store = SledBackend::open(&args.data_dir).map_err(|e| {
+        format!(
+            "cannot open the data directory {} (a running server backs itself up: \
+             serve --backup-dir): {e}",
+            args.data_dir.display()
+        )
+    })?;
+    let info = store
+        .backup_to(&args.out)
+        .map_err(|e| format!("backup failed: {e}"))?;
+    print_backup(&info);
+    Ok(())
+}
+
+/// `vault-server restore`.
+fn restore_command(args: &RestoreArgs) -> Result<(), String> {
+    let restored = backup::restore(&args.from, &args.data_dir, args.force)
+        .map_err(|e| format!("restore failed: {e}"))?;
+    print_backup(&restored.backup);
+    println!("restored into: {}", args.data_dir.display());
+    if let Some(aside) = &restored.moved_aside {
+        println!("the previous directory was moved to: {}", aside.display());
+    }
+    for file in &restored.left_behind {
+        println!(
+            "not in the backup, left in the previous directory (copy it back if the server \
+             needs it): {}",
+            file.display()
+        );
+    }
+    Ok(())
+}
+
+/// `vault-server verify-backup`.
+fn verify_backup_command(args: &VerifyBackupArgs) -> Result<(), String> {
+    let info = backup::verify(&args.backup).map_err(|e| format!("{e}"))?;
+    print_backup(&info);
+    println!("the backup is intact");
+    Ok(())
+}
+
+/// Starts the backup scheduler when `--backup-dir` is given (sled only).
+fn start_backups<B: Backend>(
+    state: &Arc<AppState<B>>,
+    args: &ServeArgs,
+    runtime: &tokio::runtime::Runtime,
+) -> Result<(), String> {
+    let Some(dir) = &args.backup_dir else {
+        return Ok(());
+    };
+    if args.backup_every_hours == 0 || args.backup_keep_days == 0 {
+        return Err("--backup-every-hours and --backup-keep-days must be at least 1".into());
+    }
+    let any: &dyn std::any::Any = state;
+    let Some(sled) = any.downcast_ref::<Arc<AppState<SledBackend>>>() else {
+        tracing::warn!(
+            "--backup-dir applies to the sled store: back PostgreSQL up with its own tools \
+             (pg_dump, or base backups with WAL archiving; docs/spec/backup.md §6)"
+        );
+        return Ok(());
+    };
+    let _entered = runtime.enter();
+    backup::spawn_scheduler(
+        Arc::clone(sled),
+        AppState::backend,
+        backup::Schedule {
+            dir: dir.clone(),
+            every: Duration::from_secs(u64::from(args.backup_every_hours) * 3600),
+            keep: Duration::from_secs(u64::from(args.backup_keep_days) * 86_400),
+        },
+    );
+    Ok(())
+}
+
+fn run(args: ServeArgs) -> Result<(), String> {
+    // Loaded before the store is opened: a bad certificate or key fails fast.
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(
+            TlsServer::from_files(cert, key)
+                .map_err(|e| format!("cannot use the TLS certificate and key: {e}"))?,
+        ),
+        (None, None) => None,
+        _ => return Err("--tls-cert and --tls-key go together".into()),
+    };
+    if tls.is_none() && !args.listen.ip().is_loopback() {
         if !args.allow_plain_http_on_public_address {
             return Err(format!(
-                "refusing to listen on {} over plain HTTP: TLS is not built in yet. Listen on \
-                 loopback behind a TLS-terminating proxy, or pass \
+                "refusing to listen on {} over plain HTTP: give --tls-cert and --tls-key \
+                 (`vault-server gen-cert` makes a self-signed pair), listen on loopback \
+                 behind a TLS-terminating proxy, or, for development only, pass \
                  --allow-plain-http-on-public-address",
                 args.listen
             ));
@@ -214,7 +566,7 @@ fn run(args: Args) -> Result<(), String> {
     }
     let config = args.config()?;
     match args.database_url.clone() {
-        Some(url) => run_postgres(&args, &url, config),
+        Some(url) => run_postgres(&args, &url, config, tls),
         None => {
             let backend = SledBackend::open(&args.data_dir).map_err(|e| {
                 format!(
@@ -223,13 +575,18 @@ fn run(args: Args) -> Result<(), String> {
                 )
             })?;
             tracing::info!(data_dir = %args.data_dir.display(), "sled store opened");
-            run_with(backend, &args, config)
+            run_with(backend, &args, config, tls)
         }
     }
 }
 
 #[cfg(feature = "postgres")]
-fn run_postgres(args: &Args, url: &str, config: Config) -> Result<(), String> {
+fn run_postgres(
+    args: &ServeArgs,
+    url: &str,
+    config: Config,
+    tls: Option<TlsServer>,
+) -> Result<(), String> {
     let backend = vault_server::store::PgBackend::connect(
         url,
         args.database_schema.as_deref(),
@@ -237,11 +594,11 @@ fn run_postgres(args: &Args, url: &str, config: Config) -> Result<(), String> {
     )
     .map_err(|e| format!("cannot open the PostgreSQL database: {e}"))?;
     tracing::info!(schema = backend.schema(), "PostgreSQL store opened");
-    run_with(backend, args, config)
+    run_with(backend, args, config, tls)
 }
 
 #[cfg(not(feature = "postgres"))]
-fn run_postgres(args: &Args, _: &str, _: Config) -> Result<(), String> {
+fn run_postgres(args: &ServeArgs, _: &str, _: Config, _: Option<TlsServer>) -> Result<(), String> {
     let _ = (&args.database_schema, args.database_pool_size);
     Err(
         "a database URL was given (--database-url or VAULT_DATABASE_URL), but this build has no \
@@ -251,23 +608,36 @@ fn run_postgres(args: &Args, _: &str, _: Config) -> Result<(), String> {
     )
 }
 
-fn run_with<B: Backend>(backend: B, args: &Args, config: Config) -> Result<(), String> {
+fn run_with<B: Backend>(
+    backend: B,
+    args: &ServeArgs,
+    config: Config,
+    tls: Option<TlsServer>,
+) -> Result<(), String> {
     backend
         .check()
         .map_err(|e| format!("the store failed its start-up check: {e}"))?;
     let policy = args.policy()?;
     let decoy =
         api::load_decoy_key(&backend).map_err(|e| format!("cannot load the decoy key: {e}"))?;
-    let state = Arc::new(AppState::new(backend, policy, decoy, config));
+    let key_file = match (&args.mfa_key_file, &args.database_url) {
+        (Some(file), _) => file.clone(),
+        (None, None) => args.data_dir.join("mfa.key"),
+        (None, Some(_)) => PathBuf::from("vault-mfa.key"),
+    };
+    let mfa_key =
+        vault_server::auth::mfa::MfaKey::load_or_create(&key_file, &mut rand_core::OsRng)?;
+    let state = Arc::new(AppState::new(backend, policy, decoy, config).with_mfa_key(mfa_key));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    start_backups(&state, args, &runtime)?;
     let grace = Duration::from_secs(args.shutdown_grace_secs);
     // Held outside the runtime, so the store is closed here, after every task is gone
     // (a backend may block when it closes, which an async worker must not do).
     let store = Arc::clone(&state);
-    let result = runtime.block_on(serve_until_signal(state, args.listen, grace));
+    let result = runtime.block_on(serve_until_signal(state, args.listen, grace, tls));
     runtime.shutdown_timeout(Duration::from_secs(5));
     drop(store);
     if result.is_ok() {
@@ -280,6 +650,7 @@ async fn serve_until_signal<B: Backend>(
     state: Arc<AppState<B>>,
     listen: SocketAddr,
     grace: Duration,
+    tls: Option<TlsServer>,
 ) -> Result<(), String> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -287,12 +658,24 @@ async fn serve_until_signal<B: Backend>(
     let local = listener
         .local_addr()
         .map_err(|e| format!("cannot read the listening address: {e}"))?;
-    tracing::info!(address = %local, "vault-server listening (plain HTTP)");
-
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let mut server = tokio::spawn(api::serve(listener, state, async {
+    let stopped = async {
         let _ = stopped.await;
-    }));
+    };
+    let mut server = match tls {
+        Some(tls) => {
+            tracing::info!(
+                address = %local,
+                handshake_timeout_secs = tls.handshake_timeout().as_secs(),
+                "vault-server listening (HTTPS: TLS 1.3 and 1.2, ECDHE with AEAD suites only, HSTS)"
+            );
+            tokio::spawn(tls::serve_tls(listener, state, tls, stopped))
+        }
+        None => {
+            tracing::info!(address = %local, "vault-server listening (plain HTTP)");
+            tokio::spawn(api::serve(listener, state, stopped))
+        }
+    };
     tokio::select! {
         result = &mut server => {
             return match result {

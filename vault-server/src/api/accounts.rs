@@ -12,6 +12,7 @@ use rand_core::OsRng;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use super::audit::Peer;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{
     blob_response, read_blob, read_json, ApiJson, ApiPath, ApiQuery, Auth, Base64Url, Blob,
@@ -19,6 +20,7 @@ use super::extract::{
 };
 use super::validate::{check_identity, check_keyring, kdf_parameters, normalize_name};
 use super::{blocking, AppState, OpenApiText};
+use crate::audit::{Details, Event, EventKind};
 use crate::auth::{check_login, LoginCheck, RetryAfter, UserId, Verifier};
 use crate::store::{Backend, Cas, NewAccount};
 
@@ -70,7 +72,7 @@ pub(crate) struct UserResponse {
 /// The id read in place of an unknown account's records (the result is discarded).
 const NO_USER: UserId = [0; 16];
 
-fn backoff_error(RetryAfter(secs): RetryAfter) -> ApiError {
+pub(crate) fn backoff_error(RetryAfter(secs): RetryAfter) -> ApiError {
     ApiError::TooManyRequests { retry_after: secs }
 }
 
@@ -134,6 +136,8 @@ pub(crate) async fn register<B: Backend>(
         return Err(ApiError::Exists);
     }
     tracing::info!(target: "vault_server", "account registered");
+    let event = Event::new(EventKind::AccountRegistered).with_account(user);
+    state.audit(event.with_address(Some(addr))).await;
     Ok((
         StatusCode::CREATED,
         Json(UserResponse { user: HexId(user) }),
@@ -216,6 +220,17 @@ pub(crate) struct LoginRequest {
     name: String,
     /// The login secret.
     login_secret: SecretField,
+    /// A second factor, for an account with MFA (docs/spec/mfa.md §5).
+    #[serde(default)]
+    second_factor: Option<super::mfa::FactorField>,
+    /// The token of a trusted device: no second factor needed while it is trusted.
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    device_token: Option<super::mfa::Code>,
+    /// Trust this device for 30 days, under this label (1 to 64 bytes); honoured when a
+    /// second factor was given.
+    #[serde(default)]
+    trust_device: Option<String>,
 }
 
 /// A new session.
@@ -227,6 +242,15 @@ pub(crate) struct LoginResponse {
     user: HexId,
     /// When the session ends, Unix seconds.
     expires: u64,
+    /// With `trust_device`: the device token (shown once; send it as `device_token`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    device_token: Option<String>,
+    /// With `trust_device`: the device id (to revoke it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    device: Option<HexId>,
+    /// When a backup code was used: how many are left.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    backup_codes_left: Option<usize>,
 }
 
 /// Logs in (login.md §9): backoff check, then the verifier (or the same work for an unknown
@@ -240,7 +264,8 @@ pub(crate) struct LoginResponse {
     responses(
         (status = 201, description = "Logged in", body = LoginResponse),
         (status = 400, description = "bad_request (name syntax, login secret), malformed_body", body = ErrorBody),
-        (status = 401, description = "authentication_failed: wrong secret or unknown name (one answer)", body = ErrorBody),
+        (status = 401, description = "authentication_failed: wrong secret or unknown name (one answer); mfa_required: the secret was right and the account needs a second factor; mfa_failed: a wrong or used second factor", body = ErrorBody),
+        (status = 403, description = "address_not_allowed: the account's IP allow-list leaves out this address", body = ErrorBody),
         (status = 413, description = "payload_too_large", body = ErrorBody),
         (status = 415, description = "unsupported_media_type", body = ErrorBody),
         (status = 429, description = "too_many_requests: failed-login backoff", body = ErrorBody,
@@ -282,10 +307,79 @@ pub(crate) async fn login<B: Backend>(
         _ => {
             // 4. Rejected: count it, answer the one failure.
             state.backoff.record_failure(name.as_bytes(), addr, now);
+            // With the account if the name exists, never with the name (audit.md §2.3).
+            let mut event = Event::new(EventKind::LoginFailed).with_address(Some(addr));
+            event.account = user;
+            state.audit(event).await;
             return Err(ApiError::AuthenticationFailed);
         }
     };
-    // 5. Accepted.
+    // 5. The second factor (docs/spec/mfa.md §5): the allow-list, then, with MFA on, a
+    // trusted device or a code, used up before the session exists.
+    let factor_kind = request
+        .second_factor
+        .as_ref()
+        .and_then(|f| super::mfa::factor_method(f.kind()));
+    let mfa_request = super::mfa::LoginMfa {
+        factor: request.second_factor,
+        device_token: request.device_token,
+        trust_device: request.trust_device,
+    };
+    let s = Arc::clone(&state);
+    let step = blocking(&state, move |b| {
+        super::mfa::login_step(b, &s.mfa_key, &user, addr, now, &mfa_request)
+    })
+    .await;
+    let step = match step {
+        Err(ApiError::MfaFailed) => {
+            state.backoff.record_failure(name.as_bytes(), addr, now);
+            let details = crate::audit::Details {
+                method: factor_kind,
+                ..crate::audit::Details::default()
+            };
+            state
+                .audit(super::mfa::event(
+                    crate::audit::EventKind::MfaFailed,
+                    user,
+                    addr,
+                    details,
+                ))
+                .await;
+            return Err(ApiError::MfaFailed);
+        }
+        Err(e) => return Err(e),
+        Ok(step) => step,
+    };
+    if step.backup_codes_left.is_some() {
+        let details = crate::audit::Details {
+            method: Some(crate::audit::MfaMethod::BackupCode),
+            count: step.backup_codes_left.map(|n| n as u64),
+            ..crate::audit::Details::default()
+        };
+        state
+            .audit(super::mfa::event(
+                crate::audit::EventKind::BackupCodeUsed,
+                user,
+                addr,
+                details,
+            ))
+            .await;
+    }
+    if let Some((id, _)) = &step.device {
+        let details = crate::audit::Details {
+            device: Some(*id),
+            ..crate::audit::Details::default()
+        };
+        state
+            .audit(super::mfa::event(
+                crate::audit::EventKind::DeviceTrusted,
+                user,
+                addr,
+                details,
+            ))
+            .await;
+    }
+    // 6. Accepted.
     state.backoff.record_success(name.as_bytes());
     let ttl = state.config.session_ttl;
     let token = blocking(&state, move |b| {
@@ -301,19 +395,27 @@ pub(crate) async fn login<B: Backend>(
         Ok(token)
     })
     .await?;
+    let event = Event::new(EventKind::LoginSucceeded).with_account(user);
+    state.audit(event.with_address(Some(addr))).await;
     Ok((
         StatusCode::CREATED,
         Json(LoginResponse {
             token: token.encode().to_string(),
             user: HexId(user),
             expires: now.saturating_add(ttl),
+            device_token: step.device.as_ref().map(|(_, t)| t.to_string()),
+            device: step.device.as_ref().map(|(id, _)| HexId(*id)),
+            backup_codes_left: step.backup_codes_left,
         }),
     ))
 }
 
 /// The decoded verifier of `user`; a missing or damaged record is logged and treated as no
 /// verifier (the login is refused after the dummy work).
-fn stored_verifier<B: Backend>(b: &B, user: &UserId) -> Result<Option<Verifier>, ApiError> {
+pub(crate) fn stored_verifier<B: Backend>(
+    b: &B,
+    user: &UserId,
+) -> Result<Option<Verifier>, ApiError> {
     match b.verifier(user)? {
         None => {
             tracing::error!(target: "vault_server", "an account has no login verifier");
@@ -339,10 +441,19 @@ fn stored_verifier<B: Backend>(b: &B, user: &UserId) -> Result<Option<Verifier>,
 )]
 pub(crate) async fn revoke_all<B: Backend>(
     State(state): State<Arc<AppState<B>>>,
+    Peer(peer): Peer,
     auth: Auth,
 ) -> Result<StatusCode, ApiError> {
     let user = auth.user;
-    blocking(&state, move |b| Ok(b.revoke_all(&user)?)).await?;
+    let ended = blocking(&state, move |b| Ok(b.revoke_all(&user)?)).await?;
+    let details = Details {
+        count: u64::try_from(ended).ok(),
+        ..Details::default()
+    };
+    let event = Event::new(EventKind::SessionsRevoked).with_account(user);
+    state
+        .audit(event.with_address(peer).with_details(details))
+        .await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -356,10 +467,13 @@ pub(crate) async fn revoke_all<B: Backend>(
 )]
 pub(crate) async fn logout<B: Backend>(
     State(state): State<Arc<AppState<B>>>,
+    Peer(peer): Peer,
     auth: Auth,
 ) -> Result<StatusCode, ApiError> {
-    let token = auth.token;
+    let (user, token) = (auth.user, auth.token);
     blocking(&state, move |b| Ok(b.logout(&token)?)).await?;
+    let event = Event::new(EventKind::Logout).with_account(user);
+    state.audit(event.with_address(peer)).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -437,8 +551,10 @@ pub(crate) async fn delete_account<B: Backend>(
     State(state): State<Arc<AppState<B>>>,
     ClientAddr(addr): ClientAddr,
     auth: Auth,
+    elevation: super::mfa::Elevation,
     ApiJson(request): ApiJson<DeleteAccountRequest>,
 ) -> Result<StatusCode, ApiError> {
+    super::mfa::require_elevation(&state, &auth, &elevation, addr).await?;
     let user = auth.user;
     let secret = request.login_secret.login_secret()?;
     let name = blocking(&state, move |b| b.name(&user)?.ok_or(ApiError::NotFound)).await?;
@@ -459,6 +575,8 @@ pub(crate) async fn delete_account<B: Backend>(
     match deleted {
         Err(ApiError::AuthenticationFailed) => {
             state.backoff.record_failure(name.as_bytes(), addr, now);
+            let event = Event::new(EventKind::ReauthFailed).with_account(user);
+            state.audit(event.with_address(Some(addr))).await;
             Err(ApiError::AuthenticationFailed)
         }
         Err(e) => Err(e),
@@ -466,6 +584,9 @@ pub(crate) async fn delete_account<B: Backend>(
         Ok(true) => {
             state.backoff.record_success(name.as_bytes());
             tracing::info!(target: "vault_server", "account deleted");
+            // The account's earlier entries stay in the chain (audit.md §4.4).
+            let event = Event::new(EventKind::AccountDeleted).with_account(user);
+            state.audit(event.with_address(Some(addr))).await;
             Ok(StatusCode::NO_CONTENT)
         }
     }
@@ -564,11 +685,14 @@ pub(crate) struct VersionResponse {
 )]
 pub(crate) async fn put_keyring<B: Backend>(
     State(state): State<Arc<AppState<B>>>,
+    ClientAddr(addr): ClientAddr,
     auth: Auth,
+    elevation: super::mfa::Elevation,
     ApiQuery(query): ApiQuery<ExpectedQuery>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<VersionResponse>, ApiError> {
+    super::mfa::require_elevation(&state, &auth, &elevation, addr).await?;
     let user = auth.user;
     let blob = read_blob(&headers, body, state.config.limits.keyring).await?;
     check_keyring(&blob, &user)?;
@@ -586,9 +710,18 @@ pub(crate) async fn put_keyring<B: Backend>(
         Ok(b.swap_keyring(&user, expected, &blob)?)
     });
     match swapped.await? {
-        Cas::Done => Ok(Json(VersionResponse {
-            version: expected.saturating_add(1),
-        })),
+        Cas::Done => {
+            let version = expected.saturating_add(1);
+            let details = Details {
+                version: Some(version),
+                ..Details::default()
+            };
+            let event = Event::new(EventKind::KeyringChanged).with_account(user);
+            state
+                .audit(event.with_address(Some(addr)).with_details(details))
+                .await;
+            Ok(Json(VersionResponse { version }))
+        }
         Cas::Conflict { current } => Err(ApiError::Conflict { current }),
     }
 }
@@ -635,9 +768,11 @@ pub(crate) async fn change_password<B: Backend>(
     State(state): State<Arc<AppState<B>>>,
     ClientAddr(addr): ClientAddr,
     auth: Auth,
+    elevation: super::mfa::Elevation,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<VersionResponse>, ApiError> {
+    super::mfa::require_elevation(&state, &auth, &elevation, addr).await?;
     let user = auth.user;
     let limits = state.config.limits;
     let room = limits
@@ -675,6 +810,8 @@ pub(crate) async fn change_password<B: Backend>(
     match changed {
         Err(ApiError::AuthenticationFailed) => {
             state.backoff.record_failure(name.as_bytes(), addr, now);
+            let event = Event::new(EventKind::ReauthFailed).with_account(user);
+            state.audit(event.with_address(Some(addr))).await;
             Err(ApiError::AuthenticationFailed)
         }
         Err(e) => Err(e),
@@ -682,6 +819,14 @@ pub(crate) async fn change_password<B: Backend>(
         Ok(Cas::Done) => {
             state.backoff.record_success(name.as_bytes());
             tracing::info!(target: "vault_server", "password changed; sessions ended");
+            let details = Details {
+                version: Some(expected.saturating_add(1)),
+                ..Details::default()
+            };
+            let event = Event::new(EventKind::PasswordChanged).with_account(user);
+            state
+                .audit(event.with_address(Some(addr)).with_details(details))
+                .await;
             Ok(Json(VersionResponse {
                 version: expected.saturating_add(1),
             }))
@@ -742,11 +887,14 @@ pub(crate) async fn get_identity<B: Backend>(
 )]
 pub(crate) async fn put_identity<B: Backend>(
     State(state): State<Arc<AppState<B>>>,
+    ClientAddr(addr): ClientAddr,
     auth: Auth,
+    elevation: super::mfa::Elevation,
     ApiPath(path): ApiPath<UserPath>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<StatusCode, ApiError> {
+    super::mfa::require_elevation(&state, &auth, &elevation, addr).await?;
     let user = auth.user;
     if path.user.0 != user {
         return Err(ApiError::NotFound);
@@ -754,6 +902,8 @@ pub(crate) async fn put_identity<B: Backend>(
     let bundle = read_blob(&headers, body, state.config.limits.identity).await?;
     check_identity(&bundle, &user)?;
     if blocking(&state, move |b| Ok(b.set_identity(&user, &bundle)?)).await? {
+        let event = Event::new(EventKind::IdentityChanged).with_account(user);
+        state.audit(event.with_address(Some(addr))).await;
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::NotFound)

@@ -15,11 +15,13 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::accounts::VersionResponse;
+use super::audit::Peer;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{
-    blob_response, read_blob, ApiPath, ApiQuery, Auth, Bearer, Blob, Counter, HexId,
+    blob_response, read_blob, ApiPath, ApiQuery, Auth, Bearer, Blob, ClientAddr, Counter, HexId,
 };
 use super::{blocking, AppState};
+use crate::audit::{Details, Event, EventKind};
 use crate::auth::UserId;
 use crate::store::{Backend, Cas, Created, Id, ManifestSwap, ObjectKey, PageKey, ScopeKind, Write};
 
@@ -91,6 +93,7 @@ pub(crate) async fn create_scope<B: Backend>(
     user: UserId,
     id: Id,
     kind: ScopeKind,
+    peer: Option<std::net::IpAddr>,
 ) -> Result<(StatusCode, Json<ScopeEntry>), ApiError> {
     let created = blocking(state, move |b| {
         let created = b.create_scope(&id, kind, &user)?;
@@ -104,7 +107,17 @@ pub(crate) async fn create_scope<B: Backend>(
     })
     .await?;
     let status = match created {
-        Created::Created => StatusCode::CREATED,
+        Created::Created => {
+            let event = match kind {
+                ScopeKind::Collection => EventKind::CollectionCreated,
+                ScopeKind::Group => EventKind::GroupCreated,
+            };
+            let event = Event::new(event).with_account(user).with_address(peer);
+            state
+                .audit(event.with_details(scope_details(id, kind)))
+                .await;
+            StatusCode::CREATED
+        }
         Created::Exists { kind: k, owner } if k == kind && owner == user => StatusCode::OK,
         Created::Exists { .. } => return Err(ApiError::Exists),
     };
@@ -123,6 +136,7 @@ pub(crate) async fn delete_owned_scope<B: Backend>(
     user: UserId,
     id: Id,
     kind: ScopeKind,
+    peer: Option<std::net::IpAddr>,
 ) -> Result<StatusCode, ApiError> {
     blocking(state, move |b| {
         own_scope(b, &user, &id, kind)?;
@@ -132,7 +146,30 @@ pub(crate) async fn delete_owned_scope<B: Backend>(
             Err(ApiError::NotFound)
         }
     })
-    .await
+    .await?;
+    let event = match kind {
+        ScopeKind::Collection => EventKind::CollectionDeleted,
+        ScopeKind::Group => EventKind::GroupDeleted,
+    };
+    let event = Event::new(event).with_account(user).with_address(peer);
+    state
+        .audit(event.with_details(scope_details(id, kind)))
+        .await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The audit details naming scope `id` of `kind`.
+fn scope_details(id: Id, kind: ScopeKind) -> Details {
+    match kind {
+        ScopeKind::Collection => Details {
+            collection: Some(id),
+            ..Details::default()
+        },
+        ScopeKind::Group => Details {
+            group: Some(id),
+            ..Details::default()
+        },
+    }
 }
 
 /// `Ok` if `user` owns scope `id` of `kind`; `404` otherwise.
@@ -197,10 +234,11 @@ pub(crate) struct CollectionPath {
 )]
 pub(crate) async fn create_collection<B: Backend>(
     State(state): State<Arc<AppState<B>>>,
+    Peer(peer): Peer,
     auth: Auth,
     ApiPath(path): ApiPath<CollectionPath>,
 ) -> Result<(StatusCode, Json<ScopeEntry>), ApiError> {
-    create_scope(&state, auth.user, path.c.0, ScopeKind::Collection).await
+    create_scope(&state, auth.user, path.c.0, ScopeKind::Collection, peer).await
 }
 
 /// Deletes a collection and everything in it (owner only).
@@ -218,10 +256,20 @@ pub(crate) async fn create_collection<B: Backend>(
 )]
 pub(crate) async fn delete_collection<B: Backend>(
     State(state): State<Arc<AppState<B>>>,
+    ClientAddr(addr): ClientAddr,
     auth: Auth,
+    elevation: super::mfa::Elevation,
     ApiPath(path): ApiPath<CollectionPath>,
 ) -> Result<StatusCode, ApiError> {
-    delete_owned_scope(&state, auth.user, path.c.0, ScopeKind::Collection).await
+    super::mfa::require_elevation(&state, &auth, &elevation, addr).await?;
+    delete_owned_scope(
+        &state,
+        auth.user,
+        path.c.0,
+        ScopeKind::Collection,
+        Some(addr),
+    )
+    .await
 }
 
 /// The address of a page.
@@ -414,16 +462,29 @@ pub(crate) async fn get_header<B: Backend>(
 )]
 pub(crate) async fn delete_object<B: Backend>(
     State(state): State<Arc<AppState<B>>>,
+    Peer(peer): Peer,
     auth: Auth,
     ApiPath(path): ApiPath<ObjectPath>,
 ) -> Result<StatusCode, ApiError> {
     let (user, key) = (auth.user, path.key());
-    blocking(&state, move |b| {
+    let deleted = blocking(&state, move |b| {
         reach_scope(b, &user, &key.collection, ScopeKind::Collection)?;
-        b.delete_object(&key)?;
-        Ok(StatusCode::NO_CONTENT)
+        Ok(b.delete_object(&key)?)
     })
-    .await
+    .await?;
+    if deleted {
+        let details = Details {
+            collection: Some(key.collection),
+            object: Some(key.object),
+            version: Some(key.version),
+            ..Details::default()
+        };
+        let event = Event::new(EventKind::ObjectDeleted).with_account(user);
+        state
+            .audit(event.with_address(peer).with_details(details))
+            .await;
+    }
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// A collection key of an epoch.
@@ -455,6 +516,7 @@ pub(crate) struct KeyPath {
 )]
 pub(crate) async fn put_key<B: Backend>(
     State(state): State<Arc<AppState<B>>>,
+    Peer(peer): Peer,
     auth: Auth,
     ApiPath(path): ApiPath<KeyPath>,
     headers: HeaderMap,
@@ -462,14 +524,24 @@ pub(crate) async fn put_key<B: Backend>(
 ) -> Result<StatusCode, ApiError> {
     let wrapped = read_blob(&headers, body, state.config.limits.collection_key).await?;
     let (user, c, epoch, quota) = (auth.user, path.c.0, path.epoch, state.config.limits.quota);
-    blocking(&state, move |b| {
+    let status = blocking(&state, move |b| {
         own_scope(b, &user, &c, ScopeKind::Collection)?;
         write_result(
             b.put_collection_key(&c, epoch, &wrapped, quota)?,
             StatusCode::NO_CONTENT,
         )
     })
-    .await
+    .await?;
+    let details = Details {
+        collection: Some(c),
+        epoch: Some(epoch),
+        ..Details::default()
+    };
+    let event = Event::new(EventKind::CollectionKeyStored).with_account(user);
+    state
+        .audit(event.with_address(peer).with_details(details))
+        .await;
+    Ok(status)
 }
 
 /// Reads the owner's wrapped collection key of an epoch (owner only).

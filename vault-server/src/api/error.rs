@@ -32,6 +32,17 @@ pub enum ApiError {
     /// 401 `authentication_failed`: wrong login secret or unknown login name (the same
     /// answer for both).
     AuthenticationFailed,
+    /// 401 `mfa_required`: the login secret was right, but the account requires a second
+    /// factor (or a trusted device) that the request did not carry.
+    MfaRequired,
+    /// 401 `mfa_failed`: the second factor was wrong or already used.
+    MfaFailed,
+    /// 403 `elevation_required`: a sensitive operation of an account with MFA needs a
+    /// recent second factor (the `Vault-Elevation` header, docs/spec/mfa.md).
+    ElevationRequired,
+    /// 403 `address_not_allowed`: the account's IP allow-list does not hold the client's
+    /// address.
+    AddressNotAllowed,
     /// 404 `not_found`: no such thing, or one the caller may not reach.
     NotFound,
     /// 405 `method_not_allowed`: the path exists, the method does not.
@@ -69,7 +80,11 @@ impl ApiError {
             ApiError::BadRequest(_) | ApiError::BadId | ApiError::MalformedBody(_) => {
                 StatusCode::BAD_REQUEST
             }
-            ApiError::Unauthenticated | ApiError::AuthenticationFailed => StatusCode::UNAUTHORIZED,
+            ApiError::Unauthenticated
+            | ApiError::AuthenticationFailed
+            | ApiError::MfaRequired
+            | ApiError::MfaFailed => StatusCode::UNAUTHORIZED,
+            ApiError::ElevationRequired | ApiError::AddressNotAllowed => StatusCode::FORBIDDEN,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
@@ -90,6 +105,10 @@ impl ApiError {
             ApiError::MalformedBody(_) => "malformed_body",
             ApiError::Unauthenticated => "unauthenticated",
             ApiError::AuthenticationFailed => "authentication_failed",
+            ApiError::MfaRequired => "mfa_required",
+            ApiError::MfaFailed => "mfa_failed",
+            ApiError::ElevationRequired => "elevation_required",
+            ApiError::AddressNotAllowed => "address_not_allowed",
             ApiError::NotFound => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::RequestTimeout => "request_timeout",
@@ -111,6 +130,12 @@ impl ApiError {
             ApiError::BadId => "an id is not 32 lowercase hexadecimal digits",
             ApiError::Unauthenticated => "a valid session token is required",
             ApiError::AuthenticationFailed => "authentication failed",
+            ApiError::MfaRequired => "a second factor is required",
+            ApiError::MfaFailed => "the second factor is wrong or was already used",
+            ApiError::ElevationRequired => {
+                "this operation needs a recent second factor (Vault-Elevation header)"
+            }
+            ApiError::AddressNotAllowed => "the account does not allow this client address",
             ApiError::NotFound => "not found",
             ApiError::MethodNotAllowed => "method not allowed on this path",
             ApiError::RequestTimeout => "the request took too long",
@@ -186,7 +211,8 @@ pub struct ErrorBody {
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ErrorObject {
     /// Stable snake_case code: bad_request, bad_id, malformed_body, unauthenticated,
-    /// authentication_failed, not_found, method_not_allowed, request_timeout, conflict,
+    /// authentication_failed, mfa_required, mfa_failed, elevation_required,
+    /// address_not_allowed, not_found, method_not_allowed, request_timeout, conflict,
     /// exists, payload_too_large, quota_exceeded, unsupported_media_type, too_many_requests,
     /// internal, unavailable.
     #[schema(example = "not_found")]

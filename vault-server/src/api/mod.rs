@@ -32,10 +32,12 @@
 //! ```
 
 mod accounts;
+mod audit;
 mod changes;
 mod collections;
 pub mod error;
 mod extract;
+mod mfa;
 mod sharing;
 mod validate;
 
@@ -118,6 +120,7 @@ pub struct AppState<B> {
     backoff: Backoff,
     config: Config,
     clock: Clock,
+    mfa_key: crate::auth::mfa::MfaKey,
 }
 
 impl<B: Backend> AppState<B> {
@@ -132,7 +135,16 @@ impl<B: Backend> AppState<B> {
             backoff: Backoff::default(),
             config,
             clock: Clock::system(),
+            mfa_key: crate::auth::mfa::MfaKey::random(&mut OsRng),
         }
+    }
+
+    /// The same state with the server's MFA key (docs/spec/mfa.md §3; the binary reads it
+    /// from its key file). Without it, a random key of this process seals MFA records, so
+    /// they do not open after a restart.
+    pub fn with_mfa_key(mut self, key: crate::auth::mfa::MfaKey) -> Self {
+        self.mfa_key = key;
+        self
     }
 
     /// The same state with another clock.
@@ -165,6 +177,27 @@ impl<B: Backend> AppState<B> {
     /// The clock.
     pub fn clock(&self) -> &Clock {
         &self.clock
+    }
+
+    /// Appends `event` to the audit log (docs/spec/audit.md), stamped with the clock's
+    /// time. The append starts in the blocking pool *now*, so it happens even if the
+    /// request is abandoned before the returned future is awaited; awaiting it waits until
+    /// the entry is durable, so the answer follows its event. It never fails the request:
+    /// the handlers record an event after what it reports was committed, so a failed append
+    /// is logged as an error (target `vault_server::audit`) and the request goes on.
+    pub fn audit(&self, event: crate::audit::Event) -> impl Future<Output = ()> + Send + 'static {
+        let backend = Arc::clone(&self.backend);
+        let time = self.clock.now();
+        let task =
+            tokio::task::spawn_blocking(move || crate::audit::record(&*backend, time, &event));
+        async move {
+            if task.await.is_err() {
+                tracing::error!(
+                    target: "vault_server::audit",
+                    "the audit append task failed (the event may be lost)"
+                );
+            }
+        }
     }
 
     /// Removes expired sessions and forgotten backoff entries; how many sessions. Blocking:
@@ -259,7 +292,8 @@ macro_rules! routes {
         (name = "collections", description = "Collections: pages, object headers, keys, manifests"),
         (name = "groups", description = "Groups and their roster versions"),
         (name = "envelopes", description = "Key envelopes"),
-        (name = "changes", description = "The change feed")
+        (name = "changes", description = "The change feed"),
+        (name = "mfa", description = "Second factors, backup codes, trusted devices, elevations, the IP allow-list")
     )
 )]
 struct ApiDoc;
@@ -303,6 +337,14 @@ fn api_routes<B: Backend>() -> OpenApiRouter<Arc<AppState<B>>> {
         ))
         .routes(routes!(B: sharing::list_envelopes))
         .routes(routes!(B: changes::changes))
+        .routes(routes!(B: audit::account_audit))
+        .routes(routes!(B: mfa::get_mfa, mfa::disable))
+        .routes(routes!(B: mfa::enrol))
+        .routes(routes!(B: mfa::confirm))
+        .routes(routes!(B: mfa::regenerate_backup_codes))
+        .routes(routes!(B: mfa::elevate))
+        .routes(routes!(B: mfa::revoke_device))
+        .routes(routes!(B: mfa::put_allowlist))
 }
 
 /// The OpenAPI document of the API, as served at `GET /v1/openapi.json` and committed as
@@ -483,7 +525,7 @@ pub async fn serve<B: Backend>(
     result
 }
 
-async fn sweep_periodically<B: Backend>(state: Arc<AppState<B>>) {
+pub(crate) async fn sweep_periodically<B: Backend>(state: Arc<AppState<B>>) {
     let period = state.config.sweep_interval.max(Duration::from_secs(1));
     let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     loop {

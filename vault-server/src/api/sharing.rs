@@ -13,10 +13,14 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use super::audit::Peer;
 use super::collections::{create_scope, delete_owned_scope, reach_scope, write_result, ScopeEntry};
 use super::error::{ApiError, ErrorBody};
-use super::extract::{blob_response, read_blob, ApiPath, ApiQuery, Auth, Blob, Counter, HexId};
+use super::extract::{
+    blob_response, read_blob, ApiPath, ApiQuery, Auth, Blob, ClientAddr, Counter, HexId,
+};
 use super::{blocking, AppState};
+use crate::audit::{Details, Event, EventKind};
 use crate::auth::UserId;
 use crate::store::{Backend, EnvelopeKey, Id, InsertRoster, ScopeKind};
 
@@ -45,10 +49,11 @@ pub(crate) struct GroupPath {
 )]
 pub(crate) async fn create_group<B: Backend>(
     State(state): State<Arc<AppState<B>>>,
+    Peer(peer): Peer,
     auth: Auth,
     ApiPath(path): ApiPath<GroupPath>,
 ) -> Result<(StatusCode, Json<ScopeEntry>), ApiError> {
-    create_scope(&state, auth.user, path.g.0, ScopeKind::Group).await
+    create_scope(&state, auth.user, path.g.0, ScopeKind::Group, peer).await
 }
 
 /// Deletes a group with its rosters and envelopes (owner only).
@@ -66,10 +71,13 @@ pub(crate) async fn create_group<B: Backend>(
 )]
 pub(crate) async fn delete_group<B: Backend>(
     State(state): State<Arc<AppState<B>>>,
+    ClientAddr(addr): ClientAddr,
     auth: Auth,
+    elevation: super::mfa::Elevation,
     ApiPath(path): ApiPath<GroupPath>,
 ) -> Result<StatusCode, ApiError> {
-    delete_owned_scope(&state, auth.user, path.g.0, ScopeKind::Group).await
+    super::mfa::require_elevation(&state, &auth, &elevation, addr).await?;
+    delete_owned_scope(&state, auth.user, path.g.0, ScopeKind::Group, Some(addr)).await
 }
 
 /// The roster versions of a group.
@@ -137,6 +145,7 @@ pub(crate) struct RosterPath {
 )]
 pub(crate) async fn put_roster<B: Backend>(
     State(state): State<Arc<AppState<B>>>,
+    Peer(peer): Peer,
     auth: Auth,
     ApiPath(path): ApiPath<RosterPath>,
     headers: HeaderMap,
@@ -149,7 +158,7 @@ pub(crate) async fn put_roster<B: Backend>(
         path.version.0,
         state.config.limits.quota,
     );
-    blocking(&state, move |b| {
+    let status = blocking(&state, move |b| {
         reach_scope(b, &user, &g, ScopeKind::Group)?;
         match b.insert_roster(&g, version, &roster, quota)? {
             InsertRoster::Done => Ok(StatusCode::CREATED),
@@ -158,7 +167,17 @@ pub(crate) async fn put_roster<B: Backend>(
             InsertRoster::QuotaExceeded => Err(ApiError::QuotaExceeded),
         }
     })
-    .await
+    .await?;
+    let details = Details {
+        group: Some(g),
+        version: Some(version),
+        ..Details::default()
+    };
+    let event = Event::new(EventKind::RosterStored).with_account(user);
+    state
+        .audit(event.with_address(peer).with_details(details))
+        .await;
+    Ok(status)
 }
 
 /// Reads a roster version (owner and members).
@@ -300,6 +319,7 @@ impl<'a, B: Backend> ReadAccess<'a, B> {
 )]
 pub(crate) async fn put_envelope<B: Backend>(
     State(state): State<Arc<AppState<B>>>,
+    Peer(peer): Peer,
     auth: Auth,
     ApiPath(path): ApiPath<EnvelopePath>,
     headers: HeaderMap,
@@ -307,7 +327,7 @@ pub(crate) async fn put_envelope<B: Backend>(
 ) -> Result<StatusCode, ApiError> {
     let envelope = read_blob(&headers, body, state.config.limits.envelope).await?;
     let (user, key, quota) = (auth.user, path.key(), state.config.limits.quota);
-    blocking(&state, move |b| {
+    let status = blocking(&state, move |b| {
         if !may_write_envelope(b, &user, &key)? {
             return Err(ApiError::NotFound);
         }
@@ -316,7 +336,16 @@ pub(crate) async fn put_envelope<B: Backend>(
             StatusCode::NO_CONTENT,
         )
     })
-    .await
+    .await?;
+    let event = Event::new(EventKind::EnvelopeStored).with_account(user);
+    state
+        .audit(
+            event
+                .with_address(peer)
+                .with_details(envelope_details(&key)),
+        )
+        .await;
+    Ok(status)
 }
 
 /// Reads an envelope (its recipient, a member of its recipient group, or the target's
@@ -364,18 +393,40 @@ pub(crate) async fn get_envelope<B: Backend>(
 )]
 pub(crate) async fn delete_envelope<B: Backend>(
     State(state): State<Arc<AppState<B>>>,
+    Peer(peer): Peer,
     auth: Auth,
     ApiPath(path): ApiPath<EnvelopePath>,
 ) -> Result<StatusCode, ApiError> {
     let (user, key) = (auth.user, path.key());
-    blocking(&state, move |b| {
+    let deleted = blocking(&state, move |b| {
         if !may_write_envelope(b, &user, &key)? {
             return Err(ApiError::NotFound);
         }
-        b.delete_envelope(&key)?;
-        Ok(StatusCode::NO_CONTENT)
+        Ok(b.delete_envelope(&key)?)
     })
-    .await
+    .await?;
+    if deleted {
+        let event = Event::new(EventKind::EnvelopeDeleted).with_account(user);
+        state
+            .audit(
+                event
+                    .with_address(peer)
+                    .with_details(envelope_details(&key)),
+            )
+            .await;
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The audit details of an envelope: its key's four fields.
+fn envelope_details(key: &EnvelopeKey) -> Details {
+    Details {
+        recipient: Some(key.recipient),
+        owner: Some(key.owner),
+        target: Some(key.target),
+        epoch: Some(key.epoch),
+        ..Details::default()
+    }
 }
 
 /// Which envelopes to list.

@@ -4,6 +4,8 @@
 //!   seam; the calibrated iteration count; the equal-cost check for unknown accounts.
 //! - [`session`]: bearer tokens, stored only as hashes; the [`SessionStore`] seam and the
 //!   in-memory [`SessionTable`].
+//! - [`otp`] and [`mfa`]: the second factor (HOTP/TOTP, backup codes, trusted devices,
+//!   elevations for sensitive operations, the IP allow-list; docs/spec/mfa.md).
 //! - [`backoff`]: lock-outs after failed logins, per account name and per client address,
 //!   in bounded memory.
 //!
@@ -19,6 +21,8 @@
 //!    [`Verifier::create`]; [`SessionStore::issue`] a token.
 
 pub mod backoff;
+pub mod mfa;
+pub mod otp;
 pub mod session;
 pub mod verifier;
 

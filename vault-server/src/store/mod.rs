@@ -13,7 +13,9 @@ mod data;
 mod packs;
 #[cfg(feature = "postgres")]
 mod pg_backend;
+mod sled_audit;
 mod sled_backend;
+pub(crate) mod sled_backup;
 mod sled_data;
 
 pub use data::{
@@ -24,12 +26,14 @@ pub use data::{
 pub use pg_backend::PgBackend;
 pub use sled_backend::SledBackend;
 
+pub use crate::audit::AuditStore;
 use crate::auth::{SessionStore, TokenHash, UserId};
 
-/// Everything the HTTP API needs of a backend: accounts, sessions and data, with one error
-/// type. Implemented by [`SledBackend`] and the PostgreSQL backend.
+/// Everything the HTTP API needs of a backend: accounts, sessions, data and the audit log
+/// (`crate::audit`), with one error type. Implemented by [`SledBackend`] and the PostgreSQL
+/// backend.
 pub trait Backend:
-    AccountStore + DataStore + SessionStore<Error = BackendError> + Send + Sync + 'static
+    AccountStore + AuditStore + DataStore + SessionStore<Error = BackendError> + Send + Sync + 'static
 {
     /// Checks the store at start-up (a sample of every table decodes); a clear error for a
     /// damaged or foreign store. Called once before the server listens.
@@ -145,4 +149,16 @@ pub trait AccountStore: Send + Sync {
     fn set_identity(&self, user: &UserId, bundle: &[u8]) -> Result<bool, BackendError>;
     /// Removes the account and everything stored for it; `false` if there was none.
     fn delete_account(&self, user: &UserId) -> Result<bool, BackendError>;
+    /// The sealed MFA record of `user` and its version (docs/spec/mfa.md); `None` if it
+    /// has none (or there is no such account).
+    fn mfa(&self, user: &UserId) -> Result<Option<(u64, Vec<u8>)>, BackendError>;
+    /// Stores the MFA record of `user` if the stored version is `expected` (0: none yet);
+    /// the new version is `expected + 1`. `None` if there is no such account (nothing is
+    /// stored). Deleting the account deletes its record.
+    fn swap_mfa(
+        &self,
+        user: &UserId,
+        expected: u64,
+        record: &[u8],
+    ) -> Result<Option<Cas>, BackendError>;
 }

@@ -31,7 +31,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{ErrorKind, Write as _};
 use std::os::unix::fs::FileExt as _;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard};
 
 use super::BackendError;
 
@@ -93,6 +93,27 @@ pub(super) struct Packs {
     readers: RwLock<HashMap<u32, Arc<File>>>,
     /// Shared by readers across look-up and read; exclusive while holes are punched.
     reclaim: RwLock<()>,
+    /// While a backup copies pages (`crate::backup`): how many copies run, and the pages
+    /// whose punching waits for them (docs/spec/backup.md §3).
+    pub(super) held: Mutex<(usize, Vec<Location>)>,
+}
+
+/// Holds off punching while it lives ([`Packs::hold_punches`]); the last one dropped punches
+/// what was deferred.
+pub(super) struct PunchHold<'a>(&'a Packs);
+
+impl Drop for PunchHold<'_> {
+    fn drop(&mut self) {
+        let deferred = {
+            let mut held = self.0.held.lock().unwrap_or_else(PoisonError::into_inner);
+            held.0 = held.0.saturating_sub(1);
+            if held.0 > 0 {
+                return;
+            }
+            std::mem::take(&mut held.1)
+        };
+        self.0.punch_all(&deferred);
+    }
 }
 
 fn io_err(what: &str, e: std::io::Error) -> BackendError {
@@ -150,12 +171,14 @@ impl Packs {
                 writer: Mutex::new(writer),
                 readers: RwLock::new(HashMap::new()),
                 reclaim: RwLock::new(()),
+                held: Mutex::new((0, Vec::new())),
             },
             found,
         ))
     }
 
-    fn path(dir: &Path, id: u32) -> PathBuf {
+    /// The file of pack `id` in `dir`: `NNNNNNNN.pack`.
+    pub(super) fn path(dir: &Path, id: u32) -> PathBuf {
         dir.join(format!("{id:08}.pack"))
     }
 
@@ -253,7 +276,15 @@ impl Packs {
         if let Some(f) = readers.get(&id) {
             return Ok(Arc::clone(f));
         }
-        let f = Arc::new(File::open(Self::path(&self.dir, id)).map_err(|e| io_err("open", e))?);
+        // Writable: `fallocate(PUNCH_HOLE)` in `punch_all` needs a handle open for writing
+        // (a read-only one fails with EBADF, and no space would ever come back).
+        let f = Arc::new(
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(Self::path(&self.dir, id))
+                .map_err(|e| io_err("open", e))?,
+        );
         readers.insert(id, Arc::clone(&f));
         Ok(f)
     }
@@ -277,7 +308,32 @@ impl Packs {
     /// Returns the space of pages no location points at any more. Call it after the index
     /// change that dropped them is durable. Failures are logged, not returned: the index is
     /// already right, and what is lost is space.
+    ///
+    /// While a [`PunchHold`] lives the pages are only noted, and punched when the last hold
+    /// ends.
     pub fn free(&self, pages: &[Location]) {
+        if pages.is_empty() {
+            return;
+        }
+        {
+            let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
+            if held.0 > 0 {
+                held.1.extend_from_slice(pages);
+                return;
+            }
+        }
+        self.punch_all(pages);
+    }
+
+    /// Defers every [`Packs::free`] until the returned hold (and every other) is dropped: a
+    /// backup takes it while no index change can commit, so that the locations it has
+    /// copied keep their bytes until it has read them.
+    pub fn hold_punches(&self) -> PunchHold<'_> {
+        self.held.lock().unwrap_or_else(PoisonError::into_inner).0 += 1;
+        PunchHold(self)
+    }
+
+    fn punch_all(&self, pages: &[Location]) {
         if pages.is_empty() {
             return;
         }
@@ -391,6 +447,24 @@ mod tests {
         }
         let synced = *packs.synced.lock().expect("lock");
         assert_eq!(synced, (0, 128 * 5000));
+    }
+
+    #[test]
+    fn a_punch_hold_defers_freeing_until_the_last_hold_ends() {
+        let dir = tmp();
+        let (packs, _) = Packs::open(dir.path().join("packs")).expect("open");
+        let page = packs.append(&[9u8; 65_536]).expect("append");
+        let first = packs.hold_punches();
+        let second = packs.hold_punches();
+        packs.free(&[page]);
+        drop(first);
+        assert_eq!(packs.read(page).expect("read"), vec![9u8; 65_536]);
+        assert_eq!(packs.held.lock().expect("lock").1, vec![page]);
+        drop(second);
+        assert!(packs.held.lock().expect("lock").1.is_empty());
+        // Without a hold, freeing does not wait.
+        packs.free(&[page]);
+        assert!(packs.held.lock().expect("lock").1.is_empty());
     }
 
     #[cfg(target_os = "linux")]

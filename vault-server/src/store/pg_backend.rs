@@ -52,6 +52,11 @@ use crate::auth::{Session, SessionStore, TokenHash, UserId};
 type Manager = PostgresConnectionManager<NoTls>;
 type Conn = PooledConnection<Manager>;
 
+/// The audit log's tables and its `AuditStore` implementation (docs/spec/audit.md §4.2); a
+/// child module, so that it can use the transaction helpers below.
+#[path = "pg_audit.rs"]
+mod pg_audit;
+
 /// The version of the table layout below; `check` refuses any other.
 const SCHEMA_VERSION: i32 = 1;
 /// The component name in `vault_schema_version`.
@@ -90,6 +95,14 @@ const COLUMNS: &[(&str, &[(&str, &str)])] = &[
             ("keyring_version", "bigint"),
             ("keyring", "bytea"),
             ("identity", "bytea"),
+        ],
+    ),
+    (
+        "mfa",
+        &[
+            ("user_id", "bytea"),
+            ("version", "bigint"),
+            ("record", "bytea"),
         ],
     ),
     (
@@ -202,6 +215,11 @@ CREATE TABLE IF NOT EXISTS accounts (
     keyring_version bigint NOT NULL CHECK (keyring_version >= 1),
     keyring bytea NOT NULL,
     identity bytea NOT NULL
+);
+CREATE TABLE IF NOT EXISTS mfa (
+    user_id bytea PRIMARY KEY REFERENCES accounts (id) ON DELETE CASCADE,
+    version bigint NOT NULL CHECK (version >= 1),
+    record bytea NOT NULL
 );
 CREATE TABLE IF NOT EXISTS sessions (
     token_hash bytea PRIMARY KEY CHECK (length(token_hash) = 32),
@@ -1067,6 +1085,7 @@ fn install(client: &mut Client, schema: &str) -> Result<(), Fail> {
     }
     tx.batch_execute(&format!("SET LOCAL search_path TO \"{schema}\""))?;
     tx.batch_execute(&DDL.replace("{U64}", U64_MAX_SQL))?;
+    tx.batch_execute(pg_audit::DDL)?;
     tx.execute(
         "INSERT INTO vault_schema_version (component, version) VALUES ($1, $2)",
         &[&COMPONENT, &SCHEMA_VERSION],
@@ -1140,7 +1159,7 @@ impl PgBackend {
                 .or_default()
                 .insert((get(&row, 1)?, get(&row, 2)?));
         }
-        for (table, columns) in COLUMNS {
+        for (table, columns) in COLUMNS.iter().chain(pg_audit::COLUMNS) {
             let want: BTreeSet<(String, String)> = columns
                 .iter()
                 .map(|(c, t)| ((*c).to_owned(), (*t).to_owned()))
@@ -1294,6 +1313,7 @@ impl Backend for PgBackend {
         let mut conn = self.conn("check")?;
         self.check_layout(&mut conn)
             .and_then(|()| self.check_rows(&mut conn))
+            .and_then(|()| self.check_audit(&mut conn))
             .map_err(|e| e.into_backend("check"))?;
         let fsync: Option<String> = conn
             .query_one("SHOW fsync", &[])
@@ -1521,6 +1541,74 @@ impl AccountStore for PgBackend {
                 .collect();
             append(tx, &changes)?;
             Ok(End::Commit(true))
+        })
+    }
+
+    fn mfa(&self, user: &UserId) -> Result<Option<(u64, Vec<u8>)>, BackendError> {
+        self.read("mfa", |c| {
+            match c.query_opt(
+                "SELECT version, record FROM mfa WHERE user_id = $1",
+                &[user],
+            )? {
+                None => Ok(None),
+                Some(row) => {
+                    let version = u64::try_from(get::<i64>(&row, 0)?)
+                        .map_err(|_| corrupt("MFA record version"))?;
+                    Ok(Some((version, get(&row, 1)?)))
+                }
+            }
+        })
+    }
+
+    fn swap_mfa(
+        &self,
+        user: &UserId,
+        expected: u64,
+        record: &[u8],
+    ) -> Result<Option<Cas>, BackendError> {
+        let expected_sql = i64::try_from(expected)
+            .map_err(|_| BackendError::new("MFA record version out of range for PostgreSQL"))?;
+        self.write("swap mfa", |tx| {
+            // The account row, shared: a deletion (which cascades to the record) either
+            // finished before, and there is no account, or waits for this transaction.
+            if tx
+                .query_opt("SELECT 1 FROM accounts WHERE id = $1 FOR SHARE", &[user])?
+                .is_none()
+            {
+                return Ok(End::Rollback(None));
+            }
+            let current = match tx.query_opt(
+                "SELECT version FROM mfa WHERE user_id = $1 FOR UPDATE",
+                &[user],
+            )? {
+                None => 0,
+                Some(row) => u64::try_from(get::<i64>(&row, 0)?)
+                    .map_err(|_| corrupt("MFA record version"))?,
+            };
+            if current != expected {
+                return Ok(End::Rollback(Some(Cas::Conflict { current })));
+            }
+            let written = if expected == 0 {
+                tx.execute(
+                    "INSERT INTO mfa (user_id, version, record) VALUES ($1, 1, $2) \
+                     ON CONFLICT (user_id) DO NOTHING",
+                    &[user, &record],
+                )?
+            } else {
+                tx.execute(
+                    "UPDATE mfa SET version = version + 1, record = $3 \
+                     WHERE user_id = $1 AND version = $2",
+                    &[user, &expected_sql, &record],
+                )?
+            };
+            if written == 1 {
+                Ok(End::Commit(Some(Cas::Done)))
+            } else {
+                // A concurrent first record won the insert.
+                Ok(End::Rollback(Some(Cas::Conflict {
+                    current: expected.saturating_add(1),
+                })))
+            }
         })
     }
 }

@@ -7,6 +7,8 @@ use std::sync::{Mutex, MutexGuard, PoisonError, RwLock};
 
 use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
 
+use super::sled_audit::AuditTrees;
+use super::sled_backup::{WriteGate, WriteGuard};
 use super::sled_data::DataTrees;
 use super::{AccountStore, Backend, BackendError, Cas, DataStore, NewAccount};
 use crate::auth::{Session, SessionStore, SessionToken, TokenHash, UserId};
@@ -15,7 +17,9 @@ use crate::auth::{Session, SessionStore, SessionToken, TokenHash, UserId};
 /// `verifiers`, `keyrings` (`u64` version ‖ blob), `identities`, `sessions` (token hash →
 /// user ‖ created ‖ expires), mirrored in memory (`SessionMirror`).
 pub struct SledBackend {
-    db: sled::Db,
+    pub(super) db: sled::Db,
+    /// Every write holds it shared; a backup's cut holds it exclusively (`sled_backup.rs`).
+    write_gate: WriteGate,
     names: sled::Tree,
     accounts: sled::Tree,
     verifiers: sled::Tree,
@@ -24,7 +28,9 @@ pub struct SledBackend {
     sessions: sled::Tree,
     session_mirror: SessionMirror,
     settings: sled::Tree,
+    mfa: sled::Tree,
     pub(super) data: DataTrees,
+    pub(super) audit: AuditTrees,
 }
 
 pub(super) fn err(e: sled::Error) -> BackendError {
@@ -256,8 +262,11 @@ impl SledBackend {
             sessions: tree("sessions")?,
             session_mirror: SessionMirror::unloaded(),
             settings: tree("settings")?,
+            mfa: tree("mfa")?,
             data: DataTrees::open(&db, path.as_ref())?,
+            audit: AuditTrees::open(&db)?,
             db,
+            write_gate: WriteGate::new(),
         };
         backend.check()?;
         backend.remove_orphan_sessions()?;
@@ -326,6 +335,18 @@ impl SledBackend {
         Ok(())
     }
 
+    /// Held by every method that writes a tree, from before its first write until it has
+    /// flushed, so that a backup's cut sees no write half done (docs/spec/backup.md §3).
+    /// Nested calls on one thread are free.
+    pub(super) fn write_gate(&self) -> WriteGuard<'_> {
+        self.write_gate.enter()
+    }
+
+    /// The gate itself, for the backup's cut.
+    pub(super) fn gate(&self) -> &WriteGate {
+        &self.write_gate
+    }
+
     pub(super) fn flush(&self) -> Result<(), BackendError> {
         self.db.flush().map(|_| ()).map_err(err)
     }
@@ -333,6 +354,7 @@ impl SledBackend {
 
 impl AccountStore for SledBackend {
     fn create_account(&self, a: &NewAccount<'_>) -> Result<bool, BackendError> {
+        let _w = self.write_gate();
         let result = (
             &self.names,
             &self.accounts,
@@ -381,6 +403,7 @@ impl AccountStore for SledBackend {
     }
 
     fn set_verifier(&self, user: &UserId, verifier: &[u8]) -> Result<bool, BackendError> {
+        let _w = self.write_gate();
         let mut found = false;
         self.verifiers
             .fetch_and_update(user, |old| {
@@ -401,6 +424,7 @@ impl AccountStore for SledBackend {
     }
 
     fn swap_keyring(&self, user: &UserId, expected: u64, blob: &[u8]) -> Result<Cas, BackendError> {
+        let _w = self.write_gate();
         let Some(current) = self.keyrings.get(user).map_err(err)? else {
             return Ok(Cas::Conflict { current: 0 });
         };
@@ -437,6 +461,7 @@ impl AccountStore for SledBackend {
         keyring: &[u8],
         verifier: &[u8],
     ) -> Result<Cas, BackendError> {
+        let _w = self.write_gate();
         let result = (&self.keyrings, &self.verifiers).transaction(|(keyrings, verifiers)| {
             let Some(current) = keyrings.get(user)? else {
                 return Ok(Cas::Conflict { current: 0 });
@@ -475,6 +500,7 @@ impl AccountStore for SledBackend {
     }
 
     fn set_identity(&self, user: &UserId, bundle: &[u8]) -> Result<bool, BackendError> {
+        let _w = self.write_gate();
         // In one transaction with the account's existence, so a concurrent deletion cannot
         // leave an identity without its account.
         let result = (&self.accounts, &self.identities).transaction(|(accounts, identities)| {
@@ -490,14 +516,16 @@ impl AccountStore for SledBackend {
     }
 
     fn delete_account(&self, user: &UserId) -> Result<bool, BackendError> {
+        let _w = self.write_gate();
         let result = (
             &self.names,
             &self.accounts,
             &self.verifiers,
             &self.keyrings,
             &self.identities,
+            &self.mfa,
         )
-            .transaction(|(names, accounts, verifiers, keyrings, identities)| {
+            .transaction(|(names, accounts, verifiers, keyrings, identities, mfa)| {
                 let Some(name) = accounts.remove(&user[..])? else {
                     return Ok(false);
                 };
@@ -505,6 +533,7 @@ impl AccountStore for SledBackend {
                 verifiers.remove(&user[..])?;
                 keyrings.remove(&user[..])?;
                 identities.remove(&user[..])?;
+                mfa.remove(&user[..])?;
                 Ok::<bool, ConflictableTransactionError<()>>(true)
             });
         let existed = outcome(result)?;
@@ -516,6 +545,61 @@ impl AccountStore for SledBackend {
         }
         self.flush()?;
         Ok(existed)
+    }
+
+    fn mfa(&self, user: &UserId) -> Result<Option<(u64, Vec<u8>)>, BackendError> {
+        match self.mfa.get(user).map_err(err)? {
+            None => Ok(None),
+            Some(v) => {
+                let (version, record) = split_version(&v)?;
+                Ok(Some((version, record)))
+            }
+        }
+    }
+
+    fn swap_mfa(
+        &self,
+        user: &UserId,
+        expected: u64,
+        record: &[u8],
+    ) -> Result<Option<Cas>, BackendError> {
+        let _w = self.write_gate();
+        let next = expected
+            .checked_add(1)
+            .ok_or_else(|| BackendError::new("MFA record version exhausted"))?;
+        // With the account in the transaction: a deletion removes both or neither, so no
+        // record outlives its account.
+        let result = (&self.accounts, &self.mfa).transaction(|(accounts, mfa)| {
+            if accounts.get(&user[..])?.is_none() {
+                return Ok(None);
+            }
+            let current = match mfa.get(&user[..])? {
+                None => 0,
+                Some(v) => {
+                    split_version(&v)
+                        .map_err(|_| ConflictableTransactionError::Abort(()))?
+                        .0
+                }
+            };
+            if current != expected {
+                return Ok(Some(Cas::Conflict { current }));
+            }
+            mfa.insert(&user[..], versioned(next, record))?;
+            Ok::<_, ConflictableTransactionError<()>>(Some(Cas::Done))
+        });
+        let outcome = match result {
+            Ok(o) => o,
+            Err(TransactionError::Storage(e)) => return Err(err(e)),
+            Err(TransactionError::Abort(())) => {
+                return Err(BackendError::new(
+                    "sled: corrupt MFA record (refusing to overwrite it)",
+                ))
+            }
+        };
+        if outcome == Some(Cas::Done) {
+            self.flush()?;
+        }
+        Ok(outcome)
     }
 }
 
@@ -529,10 +613,12 @@ impl Backend for SledBackend {
     /// The start-up check: every record has the shape this backend writes.
     fn check(&self) -> Result<(), BackendError> {
         self.check_accounts()?;
+        self.audit.check()?;
         self.data.check()
     }
 
     fn setting_or_insert(&self, key: &str, value: &[u8]) -> Result<Vec<u8>, BackendError> {
+        let _w = self.write_gate();
         match self
             .settings
             .compare_and_swap(key.as_bytes(), None::<&[u8]>, Some(value))
@@ -554,6 +640,7 @@ impl SessionStore for SledBackend {
     type Error = BackendError;
 
     fn insert(&self, key: TokenHash, session: Session) -> Result<(), BackendError> {
+        let _w = self.write_gate();
         let writer = self.session_mirror.writer();
         self.sessions
             .insert(key.as_bytes(), &encode_session(&session)[..])
@@ -572,6 +659,7 @@ impl SessionStore for SledBackend {
     }
 
     fn remove(&self, key: &TokenHash) -> Result<bool, BackendError> {
+        let _w = self.write_gate();
         let writer = self.session_mirror.writer();
         self.session_mirror.remove(key);
         let existed = self.sessions.remove(key.as_bytes()).map_err(err)?.is_some();
@@ -581,6 +669,7 @@ impl SessionStore for SledBackend {
     }
 
     fn remove_user(&self, user: &UserId) -> Result<usize, BackendError> {
+        let _w = self.write_gate();
         let writer = self.session_mirror.writer();
         self.session_mirror.remove_where(|_, s| s.user == *user);
         // A scan: sessions are few per server and revoke-all is rare.
@@ -598,6 +687,7 @@ impl SessionStore for SledBackend {
     }
 
     fn remove_expired(&self, now: u64) -> Result<usize, BackendError> {
+        let _w = self.write_gate();
         let writer = self.session_mirror.writer();
         self.session_mirror.remove_where(|_, s| !s.is_valid_at(now));
         let mut removed = 0;

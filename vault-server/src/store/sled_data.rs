@@ -56,7 +56,7 @@ pub(super) struct DataTrees {
     rosters: sled::Tree,
     changes: sled::Tree,
     /// The bytes of the pages `pages` points at.
-    packs: Packs,
+    pub(super) packs: Packs,
     /// The lengths of the packs found at start-up, for [`DataTrees::check`].
     packs_found: HashMap<u32, u64>,
     /// The writer lock; holds the last sequence number used in `changes`.
@@ -519,6 +519,7 @@ impl SledBackend {
         &self,
         f: impl Fn(&Tx<'_>, u64) -> ConflictableTransactionResult<R, Refused>,
     ) -> Result<Result<R, Refused>, BackendError> {
+        let _w = self.write_gate();
         let mut last = self.data.lock()?;
         let seq = last
             .checked_add(1)
@@ -536,6 +537,7 @@ impl SledBackend {
         &self,
         f: impl Fn(&Tx<'_>) -> ConflictableTransactionResult<R, Refused>,
     ) -> Result<Result<R, Refused>, BackendError> {
+        let _w = self.write_gate();
         let out = {
             let _guard = self.data.lock()?;
             self.data_tx(f)?
@@ -779,6 +781,7 @@ impl DataStore for SledBackend {
     }
 
     fn delete_scope(&self, id: &Id) -> Result<bool, BackendError> {
+        let _w = self.write_gate();
         let mut last = self.data.lock()?;
         self.delete_scope_locked(&mut last, id)
     }
@@ -921,6 +924,7 @@ impl DataStore for SledBackend {
 
     fn delete_object(&self, key: &ObjectKey) -> Result<bool, BackendError> {
         let k = object_key(key);
+        let _w = self.write_gate();
         let mut last = self.data.lock()?;
         // Stable outside the transaction: every writer holds the lock.
         let pages = self.page_locations(&k)?;

@@ -9,11 +9,13 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod accounts;
+pub mod audit;
 pub mod authz;
 pub mod changes;
 pub mod data;
 pub mod limits;
 pub mod malformed;
+pub mod mfa;
 pub mod sharing;
 
 use std::any::Any;
@@ -68,6 +70,13 @@ macro_rules! api_suite {
             malformed::malformed_requests_get_json_4xx,
             malformed::unknown_routes_and_methods,
             malformed::openapi_is_served,
+            audit::audit_events_of_the_owner,
+            audit::audit_records_account_and_sharing_events,
+            mfa::totp_enrolment_login_and_replay,
+            mfa::hotp_enrolment_and_counter,
+            mfa::trusted_devices,
+            mfa::sensitive_operations_need_elevation,
+            mfa::ip_allowlist,
         );
     };
     (@tests $make:path; $($module:ident :: $name:ident),+ $(,)?) => {

@@ -22,6 +22,55 @@ pub fn all<B: Backend>(b: &B) {
     feed_contract(b);
     deletion_contract(b);
     session_outliving_its_account_contract(b);
+    audit_contract(b);
+    mfa_contract(b);
+}
+
+/// MFA records: compare-and-swap from version 0, no record without an account, deleted
+/// with the account, one winner among concurrent swaps.
+pub fn mfa_contract<B: Backend>(b: &B) {
+    let user = [0x3f; 16];
+    assert_eq!(b.mfa(&user).unwrap(), None);
+    assert_eq!(b.swap_mfa(&user, 0, b"r1").unwrap(), None, "no account");
+    assert_eq!(b.mfa(&user).unwrap(), None);
+    assert!(register(b, user, 0x3f));
+    assert_eq!(b.mfa(&user).unwrap(), None);
+    assert_eq!(
+        b.swap_mfa(&user, 1, b"r1").unwrap(),
+        Some(Cas::Conflict { current: 0 })
+    );
+    assert_eq!(b.swap_mfa(&user, 0, b"r1").unwrap(), Some(Cas::Done));
+    assert_eq!(b.mfa(&user).unwrap(), Some((1, b"r1".to_vec())));
+    assert_eq!(
+        b.swap_mfa(&user, 0, b"again").unwrap(),
+        Some(Cas::Conflict { current: 1 })
+    );
+    assert_eq!(b.swap_mfa(&user, 1, b"r2").unwrap(), Some(Cas::Done));
+    assert_eq!(b.mfa(&user).unwrap(), Some((2, b"r2".to_vec())));
+    // Concurrent swaps from one version: exactly one wins.
+    let wins = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for i in 0..4u8 {
+            let wins = &wins;
+            scope.spawn(move || {
+                if b.swap_mfa(&user, 2, &[i; 8]).unwrap() == Some(Cas::Done) {
+                    wins.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+            });
+        }
+    });
+    assert_eq!(wins.into_inner(), 1);
+    assert_eq!(b.mfa(&user).unwrap().unwrap().0, 3);
+    // Another account's record is its own.
+    let other = [0x40; 16];
+    assert!(register(b, other, 0x40));
+    assert_eq!(b.mfa(&other).unwrap(), None);
+    assert!(b.delete_account(&user).unwrap());
+    assert_eq!(b.mfa(&user).unwrap(), None);
+    assert_eq!(b.swap_mfa(&user, 3, b"late").unwrap(), None);
+    // Re-registered, the account starts without a record.
+    assert!(register(b, user, 0x41));
+    assert_eq!(b.mfa(&user).unwrap(), None);
 }
 
 /// A login that stores its session while the account is being deleted: the session is
@@ -805,4 +854,206 @@ pub fn deletion_contract<B: Backend>(b: &B) {
     assert_eq!(b.get_roster(&g, 1).unwrap(), None);
     assert_eq!(b.usage(&owner).unwrap(), 0);
     assert!(b.list_scopes(&owner).unwrap().is_empty());
+}
+
+/// The audit log (docs/spec/audit.md §4): appends from 8 threads form one gapless chain that
+/// verifies; `events_of` returns exactly the entries naming the account, in order, paged;
+/// entries keep every field.
+pub fn audit_contract<B: Backend>(b: &B) {
+    use vault_server::audit::{self, Details, Entry, Event, EventKind, MfaMethod};
+    let before = audit::verify_chain(b).unwrap();
+    assert_eq!(before.first_broken, None);
+    let base = before.entries;
+    let account = |t: u8| [0xd0 + t; 16];
+    std::thread::scope(|s| {
+        for t in 0..8u8 {
+            s.spawn(move || {
+                for i in 0..25u64 {
+                    let kind = if i % 2 == 0 {
+                        EventKind::LoginSucceeded
+                    } else {
+                        EventKind::LoginFailed
+                    };
+                    let mut event = Event::new(kind)
+                        .with_address(Some(std::net::IpAddr::from([192, 0, 2, t])))
+                        .with_details(Details {
+                            count: Some(i),
+                            ..Details::default()
+                        });
+                    // Every fifth is an unknown-name failure: no account.
+                    if i % 5 != 4 {
+                        event = event.with_account(account(t));
+                    }
+                    b.append(10_000 + i, &event).unwrap();
+                }
+            });
+        }
+    });
+    let report = audit::verify_chain(b).unwrap();
+    assert_eq!(report.first_broken, None);
+    assert_eq!(report.entries, base + 200);
+    let (head_seq, head_hash) = report.head.unwrap();
+    assert_eq!(head_seq, base + 200);
+
+    // One chain: keys 1..=N in order, each record's prev the hash of the one before.
+    let mut prev = audit::GENESIS_PREV;
+    let mut all = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = b.scan(after, 64).unwrap();
+        let Some(&(last, _)) = page.last() else { break };
+        all.extend(page);
+        after = last;
+    }
+    assert_eq!(all.len() as u64, base + 200);
+    for (i, (seq, record)) in all.iter().enumerate() {
+        assert_eq!(*seq, i as u64 + 1);
+        let e = Entry::decode(record).unwrap();
+        assert_eq!((e.seq, e.prev), (*seq, prev));
+        assert!(audit::record_hash_matches(record));
+        prev = e.hash;
+    }
+    assert_eq!(prev, head_hash);
+    assert!(b.scan(head_seq, 10).unwrap().is_empty());
+
+    // events_of: exactly the entries naming the account, in order of seq, paged.
+    let d3 = account(3);
+    let mine = b.events_of(&d3, 0, 1000).unwrap();
+    assert_eq!(mine.len(), 20, "25 appends, 5 of them without the account");
+    assert!(mine.windows(2).all(|w| w[0].seq < w[1].seq));
+    assert!(mine.iter().all(|e| e.event.account == Some(d3)));
+    let counts: Vec<u64> = mine.iter().filter_map(|e| e.event.details.count).collect();
+    assert_eq!(counts, (0..25).filter(|i| i % 5 != 4).collect::<Vec<_>>());
+    assert!(mine
+        .iter()
+        .all(|e| e.event.address == Some(std::net::IpAddr::from([192, 0, 2, 3]))));
+    let first = b.events_of(&d3, 0, 7).unwrap();
+    assert_eq!(first[..], mine[..7]);
+    let rest = b.events_of(&d3, first[6].seq, 1000).unwrap();
+    assert_eq!(rest[..], mine[7..]);
+    assert!(b.events_of(&d3, mine[19].seq, 10).unwrap().is_empty());
+    assert!(b.events_of(&[0xee; 16], 0, 10).unwrap().is_empty());
+
+    // An append links to the head and keeps every field.
+    let full = Event::new(EventKind::MfaEnrolled)
+        .with_account([0xee; 16])
+        .with_address(Some("2001:db8::7".parse().unwrap()))
+        .with_details(Details {
+            collection: Some([1; 16]),
+            group: Some([2; 16]),
+            object: Some([3; 16]),
+            version: Some(u64::MAX),
+            epoch: Some(u32::MAX),
+            recipient: Some([6; 16]),
+            owner: Some([7; 16]),
+            target: Some([8; 16]),
+            device: Some([9; 16]),
+            method: Some(MfaMethod::Totp),
+            count: Some(0),
+            digest: Some([0xdd; 32]),
+        });
+    let entry = b.append(u64::MAX, &full).unwrap();
+    assert_eq!(
+        (entry.seq, entry.prev, entry.time),
+        (head_seq + 1, head_hash, u64::MAX)
+    );
+    assert_eq!(entry.event, full);
+    assert_eq!(b.events_of(&[0xee; 16], 0, 10).unwrap(), vec![entry]);
+    let report = audit::verify_chain(b).unwrap();
+    assert_eq!(report.head, Some((entry.seq, entry.hash)));
+    assert_eq!(report.first_broken, None);
+}
+
+/// A change made behind the server's back to a stored audit record (a test's raw access to
+/// the store: sled's trees, PostgreSQL's tables).
+pub enum Tamper {
+    /// Store these bytes as the record of this `seq`.
+    Put(u64, Vec<u8>),
+    /// Remove the record of this `seq`.
+    Remove(u64),
+}
+
+/// What [`audit_tamper_contract`] needs of a backend's test harness.
+pub trait AuditTamperer {
+    /// The backend.
+    type B: Backend;
+    /// A fresh, empty backend.
+    fn fresh(&mut self) -> Self::B;
+    /// Applies `edits` to `b`'s stored audit records (closing and reopening it if the store
+    /// needs that) and returns the backend to verify.
+    fn tamper(&mut self, b: Self::B, edits: &[Tamper]) -> Self::B;
+}
+
+/// `verify_chain` finds a changed, a removed, a reordered, a re-hashed and a malformed
+/// entry, each at the first broken seq, and passes the untouched chain.
+pub fn audit_tamper_contract<T: AuditTamperer>(t: &mut T) {
+    use vault_server::audit::{self, AuditStore, BrokenReason, Entry, Event, EventKind};
+    let records = |b: &T::B| -> Vec<Vec<u8>> {
+        b.scan(0, 100)
+            .unwrap()
+            .into_iter()
+            .map(|(_, r)| r)
+            .collect()
+    };
+    // (what, the seq where the chain breaks, the edit of the six stored records)
+    type Case = (&'static str, u64, fn(&[Vec<u8>]) -> Vec<Tamper>);
+    let cases: Vec<Case> = vec![
+        ("a byte of entry 3 changed", 3, |r| {
+            let mut x = r[2].clone();
+            x[13] ^= 1; // in `time`
+            vec![Tamper::Put(3, x)]
+        }),
+        ("entry 3 removed", 3, |_| vec![Tamper::Remove(3)]),
+        ("entries 3 and 4 swapped", 3, |r| {
+            vec![Tamper::Put(3, r[3].clone()), Tamper::Put(4, r[2].clone())]
+        }),
+        ("entry 3 changed and re-hashed", 4, |r| {
+            let e = Entry::decode(&r[2]).unwrap();
+            let forged = audit::encode_record(e.seq, e.time + 1, &e.prev, &e.event);
+            vec![Tamper::Put(3, forged)]
+        }),
+        ("entry 5 malformed", 5, |r| {
+            let mut x = r[4].clone();
+            x[0] = b'X'; // the magic
+            vec![Tamper::Put(5, x)]
+        }),
+        ("entry 1 removed", 1, |_| vec![Tamper::Remove(1)]),
+    ];
+    for (what, broken_at, edit) in cases {
+        let b = t.fresh();
+        for i in 0..6u64 {
+            let e = Event::new(EventKind::LoginSucceeded).with_account([0x70 + i as u8; 16]);
+            b.append(1_000 + i, &e).unwrap();
+        }
+        let intact = audit::verify_chain(&b).unwrap();
+        assert_eq!(intact.first_broken, None, "{what}");
+        assert_eq!(intact.entries, 6);
+        let stored = records(&b);
+        let b = t.tamper(b, &edit(&stored));
+        let report = audit::verify_chain(&b).unwrap();
+        let broken = report
+            .first_broken
+            .unwrap_or_else(|| panic!("{what}: not detected"));
+        assert_eq!(broken.seq, broken_at, "{what}: {:?}", broken.reason);
+        let want_reason = match what {
+            "a byte of entry 3 changed" => matches!(broken.reason, BrokenReason::HashMismatch),
+            "entry 3 removed" | "entry 1 removed" => {
+                matches!(broken.reason, BrokenReason::Missing)
+            }
+            "entries 3 and 4 swapped" => {
+                matches!(broken.reason, BrokenReason::WrongSeq { found: 4 })
+            }
+            "entry 3 changed and re-hashed" => {
+                matches!(broken.reason, BrokenReason::PrevMismatch)
+            }
+            _ => matches!(broken.reason, BrokenReason::Malformed(_)),
+        };
+        assert!(want_reason, "{what}: {:?}", broken.reason);
+        // The head is the last entry before the break.
+        let head = report.head.map(|(seq, _)| seq);
+        assert_eq!(head, broken_at.checked_sub(1).filter(|s| *s > 0), "{what}");
+        let removed = u64::from(what.contains("removed"));
+        assert_eq!(report.entries, 6 - removed, "{what}");
+        drop(b);
+    }
 }
