@@ -281,6 +281,31 @@ fn check_label(label: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// The OTP kind named in a request: `totp` or `hotp`.
+fn otp_kind(kind: &str) -> Result<OtpKind, ApiError> {
+    match kind {
+        "totp" => Ok(OtpKind::Totp),
+        "hotp" => Ok(OtpKind::Hotp),
+        _ => Err(ApiError::BadRequest("kind must be totp or hotp")),
+    }
+}
+
+/// The login name of `user`, after the login backoff allowed an attempt for it from
+/// `addr` (`429` otherwise): what every check of a secret or a code does first.
+async fn name_past_backoff<B: Backend>(
+    state: &Arc<AppState<B>>,
+    user: UserId,
+    addr: IpAddr,
+    now: u64,
+) -> Result<String, ApiError> {
+    let name = blocking(state, move |b| b.name(&user)?.ok_or(ApiError::NotFound)).await?;
+    state
+        .backoff
+        .check(name.as_bytes(), addr, now)
+        .map_err(super::accounts::backoff_error)?;
+    Ok(name)
+}
+
 /// Checks the login secret of `user` under the backoff (as a login does); `Ok` when right.
 async fn check_secret<B: Backend>(
     state: &Arc<AppState<B>>,
@@ -289,12 +314,8 @@ async fn check_secret<B: Backend>(
     secret: &SecretField,
 ) -> Result<(), ApiError> {
     let secret = secret.login_secret()?;
-    let name = blocking(state, move |b| b.name(&user)?.ok_or(ApiError::NotFound)).await?;
     let now = state.clock.now();
-    state
-        .backoff
-        .check(name.as_bytes(), addr, now)
-        .map_err(super::accounts::backoff_error)?;
+    let name = name_past_backoff(state, user, addr, now).await?;
     let policy = state.policy;
     let ok = blocking(state, move |b| {
         let verifier = super::accounts::stored_verifier(b, &user)?;
@@ -463,11 +484,7 @@ pub(crate) async fn enrol<B: Backend>(
     elevation: Elevation,
     ApiJson(request): ApiJson<EnrolRequest>,
 ) -> Result<(StatusCode, Json<EnrolResponse>), ApiError> {
-    let kind = match request.kind.as_str() {
-        "totp" => OtpKind::Totp,
-        "hotp" => OtpKind::Hotp,
-        _ => return Err(ApiError::BadRequest("kind must be totp or hotp")),
-    };
+    let kind = otp_kind(&request.kind)?;
     check_secret(&state, auth.user, addr, &request.login_secret).await?;
     require_elevation(&state, &auth, &elevation, addr).await?;
     let user = auth.user;
@@ -537,18 +554,10 @@ pub(crate) async fn confirm<B: Backend>(
     auth: Auth,
     ApiJson(request): ApiJson<ConfirmRequest>,
 ) -> Result<Json<BackupCodes>, ApiError> {
-    let kind = match request.kind.as_str() {
-        "totp" => OtpKind::Totp,
-        "hotp" => OtpKind::Hotp,
-        _ => return Err(ApiError::BadRequest("kind must be totp or hotp")),
-    };
+    let kind = otp_kind(&request.kind)?;
     let user = auth.user;
     let now = state.clock.now();
-    let name = blocking(&state, move |b| b.name(&user)?.ok_or(ApiError::NotFound)).await?;
-    state
-        .backoff
-        .check(name.as_bytes(), addr, now)
-        .map_err(super::accounts::backoff_error)?;
+    let name = name_past_backoff(&state, user, addr, now).await?;
     let s = Arc::clone(&state);
     let code = request.code;
     let result = blocking(&state, move |b| {
@@ -736,11 +745,7 @@ pub(crate) async fn elevate<B: Backend>(
     let user = auth.user;
     let session = *auth.token.hash().as_bytes();
     let now = state.clock.now();
-    let name = blocking(&state, move |b| b.name(&user)?.ok_or(ApiError::NotFound)).await?;
-    state
-        .backoff
-        .check(name.as_bytes(), addr, now)
-        .map_err(super::accounts::backoff_error)?;
+    let name = name_past_backoff(&state, user, addr, now).await?;
     let s = Arc::clone(&state);
     let kind = request.second_factor.kind.clone();
     let result = blocking(&state, move |b| {
