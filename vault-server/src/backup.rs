@@ -28,7 +28,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sha2::{Digest, Sha256};
 
+use crate::audit::{self, Details, Event, EventKind};
 use crate::store::sled_backup::{in_use, SledRestore, SnapshotSink, PAGES_TREE};
+
+/// The sled tree of sessions (storage.md), left out by `restore --drop-sessions`.
+const SESSIONS_TREE: &[u8] = b"sessions";
 use crate::store::{BackendError, SledBackend};
 
 /// The first 8 bytes of every backup file.
@@ -300,8 +304,24 @@ impl SledBackend {
         self.backup_at(dir.as_ref(), SystemTime::now())
     }
 
-    /// [`SledBackend::backup_to`] with the time that names the backup given.
+    /// [`SledBackend::backup_to`] with the time that names the backup given. Appends
+    /// `backup_created` (with the file's SHA-256 and size) or `backup_failed` to the audit
+    /// log of this store (audit.md §4).
     pub fn backup_at(&self, dir: &Path, now: SystemTime) -> Result<BackupInfo, BackupError> {
+        let result = self.backup_unaudited(dir, now);
+        let event = match &result {
+            Ok(info) => Event::new(EventKind::BackupCreated).with_details(Details {
+                digest: Some(info.sha256),
+                count: std::fs::metadata(&info.path).ok().map(|m| m.len()),
+                ..Details::default()
+            }),
+            Err(_) => Event::new(EventKind::BackupFailed),
+        };
+        audit::record(self, unix_secs(SystemTime::now()), &event);
+        result
+    }
+
+    fn backup_unaudited(&self, dir: &Path, now: SystemTime) -> Result<BackupInfo, BackupError> {
         std::fs::create_dir_all(dir).map_err(io("create", dir))?;
         let created = unix_secs(now);
         let name = file_name(created);
@@ -408,6 +428,31 @@ impl Visitor for SledRestore {
     }
     fn page(&mut self, key: &[u8], bytes: &[u8]) -> Result<(), BackupError> {
         Ok(SledRestore::page(self, key, bytes)?)
+    }
+}
+
+/// A restore that leaves the entries of one tree out (`restore --drop-sessions`: the
+/// `sessions` tree).
+struct Without<'a> {
+    inner: &'a mut SledRestore,
+    tree: &'static [u8],
+    skipping: bool,
+}
+
+impl Visitor for Without<'_> {
+    fn tree(&mut self, name: &[u8]) -> Result<(), BackupError> {
+        self.skipping = name == self.tree;
+        Visitor::tree(self.inner, name)
+    }
+    fn entry(&mut self, key: &[u8], value: &[u8]) -> Result<(), BackupError> {
+        if self.skipping {
+            return Ok(());
+        }
+        Visitor::entry(self.inner, key, value)
+    }
+    fn page(&mut self, key: &[u8], bytes: &[u8]) -> Result<(), BackupError> {
+        self.skipping = false;
+        Visitor::page(self.inner, key, bytes)
     }
 }
 
@@ -622,6 +667,34 @@ fn is_empty_dir(dir: &Path) -> Result<bool, BackupError> {
 /// server's start-up check), and only then renamed into place: a damaged backup, a full
 /// disk or a crash leaves `data_dir` as it was.
 pub fn restore(backup: &Path, data_dir: &Path, force: bool) -> Result<Restored, BackupError> {
+    restore_with(
+        backup,
+        data_dir,
+        RestoreOptions {
+            force,
+            drop_sessions: false,
+        },
+    )
+}
+
+/// How [`restore_with`] restores.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RestoreOptions {
+    /// Restore over a non-empty data directory, moved aside first (see [`restore`]).
+    pub force: bool,
+    /// Leave every session of the backup out: each user signs in again (`restore
+    /// --drop-sessions`, docs/spec/backup.md §4). Trusted devices, which are not sessions,
+    /// are kept.
+    pub drop_sessions: bool,
+}
+
+/// [`restore`] with options.
+pub fn restore_with(
+    backup: &Path,
+    data_dir: &Path,
+    options: RestoreOptions,
+) -> Result<Restored, BackupError> {
+    let force = options.force;
     let exists = data_dir.exists();
     let empty = !exists || is_empty_dir(data_dir)?;
     if !empty && !force {
@@ -649,7 +722,16 @@ pub fn restore(backup: &Path, data_dir: &Path, force: bool) -> Result<Restored, 
 
     let built = (|| {
         let mut target = SledRestore::create(&temp)?;
-        let info = read_backup(backup, &mut target)?;
+        let info = if options.drop_sessions {
+            let mut without = Without {
+                inner: &mut target,
+                tree: SESSIONS_TREE,
+                skipping: false,
+            };
+            read_backup(backup, &mut without)?
+        } else {
+            read_backup(backup, &mut target)?
+        };
         target.finish()?;
         Ok::<_, BackupError>(info)
     })();

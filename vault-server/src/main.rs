@@ -126,6 +126,11 @@ struct RestoreArgs {
     /// `<DIR>.replaced-<UTC time>`, never deleted.
     #[arg(long)]
     force: bool,
+
+    /// Leave every session of the backup out, so that every user signs in again (after a
+    /// restore because of a compromise, or when sessions must not outlive the restore).
+    #[arg(long)]
+    drop_sessions: bool,
 }
 
 /// The flags of `vault-server verify-backup`.
@@ -481,8 +486,15 @@ fn backup_command(args: &BackupArgs) -> Result<(), String> {
 
 /// `vault-server restore`.
 fn restore_command(args: &RestoreArgs) -> Result<(), String> {
-    let restored = backup::restore(&args.from, &args.data_dir, args.force)
+    let options = backup::RestoreOptions {
+        force: args.force,
+        drop_sessions: args.drop_sessions,
+    };
+    let restored = backup::restore_with(&args.from, &args.data_dir, options)
         .map_err(|e| format!("restore failed: {e}"))?;
+    if args.drop_sessions {
+        println!("sessions were left out: every user signs in again");
+    }
     print_backup(&restored.backup);
     println!("restored into: {}", args.data_dir.display());
     if let Some(aside) = &restored.moved_aside {

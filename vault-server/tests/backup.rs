@@ -296,6 +296,13 @@ fn a_restored_store_gives_back_every_byte() {
     let mut before = before;
     assert!(before.remove(&b"pages"[..]).is_some());
     assert!(after.remove(&b"pages"[..]).is_some());
+    // But for the backup's own audit entry, appended after the cut (the last of the log).
+    let log = before.get_mut(&b"audit"[..]).unwrap();
+    let (_, last) = log.pop().unwrap();
+    assert_eq!(
+        vault_server::audit::Entry::decode(&last).unwrap().event.kind,
+        vault_server::audit::EventKind::BackupCreated
+    );
     assert_eq!(before, after);
     // Nothing left beside the data directory.
     let mut left: Vec<_> = std::fs::read_dir(root.path())
@@ -825,4 +832,88 @@ mod binary {
         assert_eq!(listed.len(), 1);
         backup::verify(&listed[0].path).unwrap();
     }
+}
+
+/// Every backup, and every failed one, is in the store's audit log (audit.md §4: codes
+/// 60–61): the event carries the file's SHA-256 and size, and the chain stays intact.
+#[test]
+fn backups_are_recorded_in_the_audit_log() {
+    use vault_server::audit::{self, AuditStore, Entry, EventKind};
+    let root = tempfile::tempdir().unwrap();
+    let b = SledBackend::open(root.path().join("data")).unwrap();
+    register(&b, ALICE, "alice");
+    let info = b.backup_to(root.path().join("backups")).unwrap();
+    // A backup directory that is a file: the backup fails.
+    let not_a_dir = root.path().join("file");
+    std::fs::write(&not_a_dir, b"x").unwrap();
+    assert!(b.backup_to(&not_a_dir).is_err());
+
+    let records = b.scan(0, 1000).unwrap();
+    let entries: Vec<_> = records
+        .iter()
+        .map(|(_, r)| Entry::decode(r).unwrap())
+        .collect();
+    let created: Vec<_> = entries
+        .iter()
+        .filter(|e| e.event.kind == EventKind::BackupCreated)
+        .collect();
+    assert_eq!(created.len(), 1);
+    let details = created[0].event.details;
+    assert_eq!(details.digest, Some(info.sha256));
+    assert_eq!(
+        details.count,
+        Some(std::fs::metadata(&info.path).unwrap().len())
+    );
+    assert_eq!(created[0].event.account, None);
+    assert_eq!(
+        entries
+            .iter()
+            .filter(|e| e.event.kind == EventKind::BackupFailed)
+            .count(),
+        1
+    );
+    // The failure comes after the success, and the chain verifies.
+    assert_eq!(
+        entries.last().map(|e| e.event.kind),
+        Some(EventKind::BackupFailed)
+    );
+    assert!(audit::verify_chain(&b).unwrap().first_broken.is_none());
+}
+
+/// `restore --drop-sessions` leaves every session out and nothing else; a plain restore
+/// keeps them (backup.md §4).
+#[test]
+fn a_restore_can_drop_every_session() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    let b = SledBackend::open(&data).unwrap();
+    let written = write_everything(&b);
+    let info = b.backup_to(root.path().join("backups")).unwrap();
+    drop(b);
+
+    let kept = root.path().join("kept");
+    backup::restore(&info.path, &kept, false).unwrap();
+    let dropped = root.path().join("dropped");
+    let options = backup::RestoreOptions {
+        force: false,
+        drop_sessions: true,
+    };
+    backup::restore_with(&info.path, &dropped, options).unwrap();
+
+    let mut with = dump(&kept);
+    let mut without = dump(&dropped);
+    assert_eq!(with.get(&b"sessions"[..]).map(Vec::len), Some(1));
+    assert_eq!(without.get(&b"sessions"[..]).map(Vec::len), Some(0));
+    for trees in [&mut with, &mut without] {
+        trees.remove(&b"pages"[..]);
+        trees.remove(&b"sessions"[..]);
+    }
+    assert_eq!(with, without, "only the sessions differ");
+
+    let b = SledBackend::open(&dropped).unwrap();
+    assert_eq!(b.get(&written.session.0).unwrap(), None);
+    assert!(b.can_reach(&BOB, &COLL).unwrap());
+    drop(b);
+    let b = SledBackend::open(&kept).unwrap();
+    read_back(&b, &written); // the session included
 }
