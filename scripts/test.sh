@@ -5,7 +5,8 @@
 #
 # Starts a throwaway PostgreSQL on 127.0.0.1 with scripts/postgres.sh (installing the
 # distribution's package the first time, which needs root or sudo), then runs
-# `cargo test --workspace --locked` with VAULT_TEST_DATABASE_URL set and
+# `cargo test --workspace --locked --features vault-core/remote` (the sync client's tests,
+# vault-core/tests/remote.rs, need that feature) with VAULT_TEST_DATABASE_URL set and
 # VAULT_REQUIRE_POSTGRES=1, so the PostgreSQL suites fail rather than skip.
 #
 # Without PostgreSQL (no root, no package manager): VAULT_SKIP_POSTGRES=1 scripts/test.sh
@@ -21,4 +22,4 @@ else
     export VAULT_TEST_DATABASE_URL="$url" VAULT_REQUIRE_POSTGRES=1
     echo "test.sh: PostgreSQL at $url" >&2
 fi
-exec cargo test --workspace --locked "$@"
+exec cargo test --workspace --locked --features vault-core/remote "$@"

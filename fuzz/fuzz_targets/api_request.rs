@@ -40,7 +40,9 @@ use vault_server::config::{Config, Limits};
 use vault_server::store::SledBackend;
 
 /// The routes, as (method, path template). Logout and revoke-all are left out: they would
-/// end the fixture's session for every later input.
+/// end the fixture's session for every later input. The fixture account has no recovery
+/// secret, so the recovery routes run their decoders and checks but never succeed (a
+/// recovery ends every session too).
 const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/openapi.json"),
     ("POST", "/v1/accounts"),
@@ -94,6 +96,9 @@ const ROUTES: &[(&str, &str)] = &[
     ("DELETE", "/v1/account/mfa"),
     ("DELETE", "/v1/account/mfa/devices/{x}"),
     ("PUT", "/v1/account/mfa/allowlist"),
+    ("POST", "/v1/recovery/keyring"),
+    ("POST", "/v1/recovery"),
+    ("PUT", "/v1/account/recovery"),
 ];
 
 /// The fixture's ids and session.

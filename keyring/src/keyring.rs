@@ -621,3 +621,10 @@ fn recovery_key(code: &RecoveryCode, salt: &[u8; SALT_LEN]) -> SymmetricKey {
     let _ = hk.expand(HKDF_RECOVERY, &mut *k);
     SymmetricKey::from_derived(*k)
 }
+
+/// The recovery key of `code` under `salt`, for the unit test that shows the recovery login
+/// secret differs from it.
+#[cfg(test)]
+pub(crate) fn recovery_key_for_tests(code: &RecoveryCode, salt: &[u8; SALT_LEN]) -> SymmetricKey {
+    recovery_key(code, salt)
+}

@@ -16,6 +16,9 @@ pub(crate) const HKDF_UNLOCK: &[u8] = b"vault/v1/password/unlock";
 pub(crate) const HKDF_LOGIN: &[u8] = b"vault/v1/password/login";
 /// HKDF info: the recovery key, from the 256-bit recovery code.
 pub(crate) const HKDF_RECOVERY: &[u8] = b"vault/v1/recovery/wrap";
+/// HKDF info: the recovery login secret sent to the server, from the 256-bit recovery code
+/// (docs/spec/keyring.md §5.1).
+pub(crate) const HKDF_RECOVERY_LOGIN: &[u8] = b"vault/v1/recovery/login";
 /// HKDF info prefix of every seal; the seal context follows it.
 pub(crate) const HKDF_SEAL_PREFIX: &[u8] = b"vault/v1/seal:";
 

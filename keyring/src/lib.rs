@@ -61,7 +61,7 @@ pub use kdf::{
     MIN_ITERATIONS, SALT_LEN,
 };
 pub use keyring::{KeyPurpose, Keyring, KeyringOptions, SealedKeyring, FORMAT_VERSION, SUITE};
-pub use recovery::{RecoveryCode, RECOVERY_CODE_CHARS};
+pub use recovery::{RecoveryCode, RecoverySecret, RECOVERY_CODE_CHARS};
 pub use secret::{Password, SymmetricKey};
 
 /// Re-exports of the public-key crates whose types appear in this API, so callers use the

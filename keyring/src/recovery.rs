@@ -8,19 +8,28 @@
 //!
 //! Parsing is case-insensitive, reads `O` as `0` and `I`/`L` as `1`, ignores hyphens and
 //! white space, and checks the 24-bit checksum before any key derivation runs.
+//!
+//! The code also yields the [`RecoverySecret`] that a client who lost the password sends
+//! to the server to fetch its sealed keyring and replace its login verifier (keyring.md
+//! §5.1):
+//!
+//! ```text
+//! recovery_secret = HKDF-SHA256(IKM = code, salt = none, info = "vault/v1/recovery/login", L = 32)
+//! ```
 
 use core::fmt;
 use std::str::FromStr;
 use std::sync::LazyLock;
 
 use data_encoding::{Encoding, Specification};
+use hkdf::Hkdf;
 use rand_core::CryptoRngCore;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use zeroize::{ZeroizeOnDrop, Zeroizing};
 
 use crate::error::RecoveryCodeError;
-use crate::keys::HASH_RECOVERY_CHECK;
+use crate::keys::{HASH_RECOVERY_CHECK, HKDF_RECOVERY_LOGIN};
 
 const CODE_LEN: usize = 32;
 const CHECK_LEN: usize = 3;
@@ -87,6 +96,23 @@ impl RecoveryCode {
         out
     }
 
+    /// The recovery login secret of this code (docs/spec/keyring.md §5.1): what the client
+    /// sends to the server instead of the code, to fetch its sealed keyring and replace its
+    /// login verifier after the password was lost. The server keeps only a verifier of it.
+    ///
+    /// It is an HKDF output with its own label, so it is independent of the key that opens
+    /// the keyring's recovery wrap (a different `info` and a different salt): whoever learns
+    /// it (the server, a stolen verifier database cracked at 2^256 cost) learns nothing about
+    /// the recovery key. No slow KDF is needed because the code is 256 uniformly random bits:
+    /// there is nothing to guess.
+    pub fn recovery_secret(&self) -> RecoverySecret {
+        let hk = Hkdf::<Sha256>::new(None, &self.0);
+        let mut secret = [0u8; 32];
+        // A 32-byte output: HKDF-Expand cannot fail.
+        let _ = hk.expand(HKDF_RECOVERY_LOGIN, &mut secret);
+        RecoverySecret(secret)
+    }
+
     /// Parses a typed code, checking length, alphabet and checksum.
     pub fn parse(text: &str) -> Result<Self, RecoveryCodeError> {
         let compact: Zeroizing<String> = Zeroizing::new(
@@ -124,6 +150,25 @@ impl FromStr for RecoveryCode {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Self::parse(s)
+    }
+}
+
+/// The recovery login secret ([`RecoveryCode::recovery_secret`]): 32 bytes the client
+/// sends to the server to prove it holds the recovery code, without sending the code.
+/// Zeroized on drop; `Debug` redacted.
+#[derive(ZeroizeOnDrop)]
+pub struct RecoverySecret([u8; 32]);
+
+impl RecoverySecret {
+    /// The 32 bytes to send over the (TLS) recovery request.
+    pub fn expose_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for RecoverySecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("RecoverySecret([redacted])")
     }
 }
 
@@ -187,6 +232,36 @@ mod tests {
                 assert!(err.is_some(), "typo at {i} accepted");
             }
         }
+    }
+
+    /// The recovery secret is the HKDF of keyring.md §5.1, computed here from the spec's
+    /// formula with the `hmac` crate (RFC 5869 by hand), and differs from the recovery key
+    /// and from the code.
+    #[test]
+    fn recovery_secret_is_the_specified_hkdf() {
+        use hmac::{Hmac, Mac};
+        let code = RecoveryCode(core::array::from_fn(|i| i as u8));
+        // Extract with no salt = HashLen zero bytes; one Expand block (L = 32).
+        let mut extract = Hmac::<Sha256>::new_from_slice(&[0u8; 32]).unwrap();
+        extract.update(&code.0);
+        let prk = extract.finalize().into_bytes();
+        let mut expand = Hmac::<Sha256>::new_from_slice(&prk).unwrap();
+        expand.update(b"vault/v1/recovery/login");
+        expand.update(&[1]);
+        let t1 = expand.finalize().into_bytes();
+        let secret = code.recovery_secret();
+        assert_eq!(&secret.expose_bytes()[..], &t1[..]);
+        assert_ne!(secret.expose_bytes(), &code.0);
+        let salt = [9u8; 16];
+        let wrap_key = crate::keyring::recovery_key_for_tests(&code, &salt);
+        assert_ne!(secret.expose_bytes(), wrap_key.expose_bytes());
+        assert_eq!(format!("{secret:?}"), "RecoverySecret([redacted])");
+        // Deterministic: the same code gives the same secret on every device.
+        let again = RecoveryCode::parse(&code.expose_formatted()).unwrap();
+        assert_eq!(
+            again.recovery_secret().expose_bytes(),
+            secret.expose_bytes()
+        );
     }
 
     #[test]

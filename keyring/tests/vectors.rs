@@ -344,6 +344,28 @@ fn generate() -> BTreeMap<String, Vector> {
         },
     );
 
+    // The recovery login secret of keyring A's code (keyring.md §5.1): what a client sends
+    // the server to recover without the password.
+    let mut secret_expected = BTreeMap::new();
+    secret_expected.insert(
+        "recovery_secret".into(),
+        hex::encode(a.code.recovery_secret().expose_bytes()),
+    );
+    out.insert(
+        "recovery_secret_ok".into(),
+        Vector {
+            description: "The recovery login secret derived from a recovery code (HKDF-SHA256, info vault/v1/recovery/login, no salt)".into(),
+            kind: "recovery_secret".into(),
+            expect: "ok".into(),
+            password: None,
+            new_password: None,
+            recovery_code: Some(a_code.clone()),
+            sealed_keyring: None,
+            identity_bundle: None,
+            expected: secret_expected,
+        },
+    );
+
     // Identity bundles.
     let mut irng = rng("keyring-a-identity");
     let bundle = a.keyring.identity_bundle(&mut irng);
@@ -480,6 +502,19 @@ fn check(name: &str, v: &Vector) {
         }
         "recovery_code" => match v.recovery_code.as_ref().unwrap().parse::<RecoveryCode>() {
             Ok(_) => Ok(()),
+            Err(RecoveryCodeError::Checksum) => Err("Checksum".into()),
+            Err(e) => Err(format!("{e:?}")),
+        },
+        "recovery_secret" => match v.recovery_code.as_ref().unwrap().parse::<RecoveryCode>() {
+            Ok(code) => {
+                let mut got = BTreeMap::new();
+                got.insert(
+                    "recovery_secret".to_string(),
+                    hex::encode(code.recovery_secret().expose_bytes()),
+                );
+                assert_eq!(got, v.expected, "{name}");
+                Ok(())
+            }
             Err(RecoveryCodeError::Checksum) => Err("Checksum".into()),
             Err(e) => Err(format!("{e:?}")),
         },

@@ -34,6 +34,8 @@ mod keys;
 mod manifest;
 mod object;
 mod page;
+#[cfg(feature = "remote")]
+pub mod remote;
 mod roster;
 mod share;
 mod store;

@@ -8,16 +8,41 @@ use std::sync::Mutex;
 
 use crate::ids::{CollectionId, ObjectId};
 
-/// A failure of the storage backend itself (I/O, database). Carries the backend's message,
-/// which never contains user data (the store only holds sealed bytes).
+/// A failure of the storage backend itself (I/O, database, the server). Carries the
+/// backend's message, which never contains user data (the store only holds sealed bytes),
+/// and optionally the backend's own error as its [`std::error::Error::source`] (the sync
+/// client's `RemoteError`, so that a caller can tell "unreachable" from "refused").
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct StoreError(String);
+#[error("{message}")]
+pub struct StoreError {
+    message: String,
+    #[source]
+    source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+}
 
 impl StoreError {
     /// An error with a message.
     pub fn new(message: impl Into<String>) -> Self {
-        Self(message.into())
+        Self {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// An error with a message and the backend's error behind it.
+    pub fn with_source(
+        message: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            message: message.into(),
+            source: Some(Box::new(source)),
+        }
+    }
+
+    /// The backend's error behind this one, if it gave one.
+    pub fn into_source(self) -> Option<Box<dyn std::error::Error + Send + Sync + 'static>> {
+        self.source
     }
 }
 

@@ -421,8 +421,16 @@ impl<S: Store> Vault<S> {
         let mut v = [0u8; 8];
         v.copy_from_slice(&plain[..8]);
         let epoch = Manifest::stored_epoch(&plain[8..])?;
-        // A key epoch this device accepted before but cannot open now: access was removed.
-        let ck = keys.get(&epoch).ok_or(Error::NoAccess)?;
+        // A key epoch this device accepted before but cannot open now: for a collection of
+        // another owner, access was removed; for one of this vault's own, nobody can remove
+        // its owner's key, so the store withheld it (THREATS C16).
+        let Some(ck) = keys.get(&epoch) else {
+            return Err(if *owner == self.id {
+                integrity("the owner's key of an accepted epoch is missing")
+            } else {
+                Error::NoAccess
+            });
+        };
         let manifest = Manifest::open(&plain[8..], owner, id, u64::from_be_bytes(v), ck, &|w| {
             self.trusted_writer(w)
         })?;

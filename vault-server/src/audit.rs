@@ -107,6 +107,14 @@ event_kinds! {
     IdentityChanged = 9, "identity_changed";
     /// The account and everything it owned were deleted.
     AccountDeleted = 10, "account_deleted";
+    /// The sealed keyring was handed out against the recovery secret (`version`).
+    RecoveryKeyringRead = 11, "recovery_keyring_read";
+    /// Recovered: keyring and login verifier replaced, every session ended (`version`).
+    Recovery = 12, "recovery";
+    /// A recovery request with a wrong recovery secret (the account if the name exists).
+    RecoveryFailed = 13, "recovery_failed";
+    /// The recovery verifier was set or replaced with the keyring (`version`).
+    RecoveryChanged = 14, "recovery_changed";
     /// A second factor was enrolled (`method`).
     MfaEnrolled = 20, "mfa_enrolled";
     /// A second factor was removed (`method`).

@@ -41,6 +41,13 @@ pub struct Limits {
     /// The longest a request may take, body upload included, before it is answered
     /// `408 request_timeout`: 60 s.
     pub request_timeout: Duration,
+    /// The longest a client may take to send a request's head (request line and headers),
+    /// counted from when the connection waits for it, idle keep-alive time included;
+    /// then the connection is closed (slow clients, src/transport.rs): 30 s.
+    pub header_timeout: Duration,
+    /// The longest a write to a client may wait without progress (a client that stopped
+    /// reading its answer) before the connection is closed: 30 s.
+    pub send_stall_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -57,6 +64,8 @@ impl Default for Limits {
             manifest: 16 * MIB,
             quota: 10 * 1024 * 1024 * 1024,
             request_timeout: Duration::from_secs(60),
+            header_timeout: Duration::from_secs(30),
+            send_stall_timeout: Duration::from_secs(30),
         }
     }
 }

@@ -61,3 +61,4 @@ pub mod backup;
 pub mod config;
 pub mod store;
 pub mod tls;
+mod transport;

@@ -276,6 +276,16 @@ struct ServeArgs {
     #[arg(long, value_name = "SECS", default_value_t = 60)]
     request_timeout_secs: u64,
 
+    /// The longest a client may take to send a request's head, idle keep-alive time
+    /// included, in seconds; then the connection is closed (slow clients).
+    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    header_timeout_secs: u64,
+
+    /// The longest a write to a client may wait without progress, in seconds; then the
+    /// connection is closed (a client that stopped reading its answer).
+    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    send_stall_timeout_secs: u64,
+
     /// How long shutdown waits for requests in flight, in seconds.
     #[arg(long, value_name = "SECS", default_value_t = 30)]
     shutdown_grace_secs: u64,
@@ -299,6 +309,11 @@ impl ServeArgs {
         if self.request_timeout_secs == 0 {
             return Err("--request-timeout-secs must be at least 1".into());
         }
+        if self.header_timeout_secs == 0 || self.send_stall_timeout_secs == 0 {
+            return Err(
+                "--header-timeout-secs and --send-stall-timeout-secs must be at least 1".into(),
+            );
+        }
         if self.session_ttl_secs == 0 {
             return Err("--session-ttl-secs must be at least 1".into());
         }
@@ -315,6 +330,8 @@ impl ServeArgs {
                 manifest: self.max_manifest_bytes,
                 quota: self.quota_bytes,
                 request_timeout: Duration::from_secs(self.request_timeout_secs),
+                header_timeout: Duration::from_secs(self.header_timeout_secs),
+                send_stall_timeout: Duration::from_secs(self.send_stall_timeout_secs),
             },
             decoy_kdf_iterations: self.decoy_kdf_iterations,
             session_ttl: self.session_ttl_secs,

@@ -30,7 +30,7 @@ use std::time::Duration;
 use axum::http::header::STRICT_TRANSPORT_SECURITY;
 use axum::http::HeaderValue;
 use axum::response::Response;
-use axum::serve::{Listener, ListenerExt};
+use axum::serve::Listener;
 use rustls::crypto::{ring, CryptoProvider};
 use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -214,7 +214,7 @@ impl TlsServer {
             .with_cert_resolver(Arc::new(rustls::sign::SingleCertAndKey::from(certified)));
         // The server's order of CIPHER_SUITES wins over the client's.
         config.ignore_client_order = true;
-        // axum::serve speaks HTTP/1.1 here (its `http2` feature is off).
+        // The server speaks HTTP/1.1 only (src/transport.rs).
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(Self {
             config: Arc::new(config),
@@ -262,7 +262,6 @@ pub async fn serve_tls<B: Backend>(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
     let local = listener.local_addr()?;
-    let sweeper = tokio::spawn(api::sweep_periodically(Arc::clone(&state)));
     let app = api::router(Arc::clone(&state)).layer(axum::middleware::map_response(hsts));
     let (ready, incoming) = mpsc::channel(64);
     let acceptor = tokio::spawn(accept_loop(
@@ -275,21 +274,8 @@ pub async fn serve_tls<B: Backend>(
         incoming,
         local,
         acceptor,
-    }
-    // axum gives `ConnectInfo<SocketAddr>` for a tapped listener whose address is a
-    // SocketAddr; the tap itself has nothing to do (TCP_NODELAY is set before the handshake).
-    .tap_io(|_| ());
-    let result = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await;
-    sweeper.abort();
-    let _ = sweeper.await;
-    // As in `api::serve`: a backend may block when it closes.
-    let _ = tokio::task::spawn_blocking(move || drop(state)).await;
-    result
+    };
+    crate::transport::serve_api(listener, app, state, shutdown).await
 }
 
 async fn hsts(mut response: Response) -> Response {

@@ -300,7 +300,10 @@ fn a_restored_store_gives_back_every_byte() {
     let log = before.get_mut(&b"audit"[..]).unwrap();
     let (_, last) = log.pop().unwrap();
     assert_eq!(
-        vault_server::audit::Entry::decode(&last).unwrap().event.kind,
+        vault_server::audit::Entry::decode(&last)
+            .unwrap()
+            .event
+            .kind,
         vault_server::audit::EventKind::BackupCreated
     );
     assert_eq!(before, after);

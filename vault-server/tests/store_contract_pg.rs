@@ -503,6 +503,53 @@ fn a_foreign_or_damaged_schema_is_refused() {
     assert!(e.contains("corrupt usage record"), "{e}");
 }
 
+/// A schema of version 1 (before account recovery) is brought to version 2 when a node of
+/// this version connects: the recovery verifier column is added, everything else is kept,
+/// and nodes connecting together migrate it once.
+#[test]
+fn a_version_1_schema_is_migrated() {
+    let Some(url) = database_url("a_version_1_schema_is_migrated") else {
+        return;
+    };
+    let schema = TestSchema::new(url);
+    {
+        let b = schema.connect(1).unwrap();
+        assert!(register(&b, ALICE, 1));
+    }
+    // What a version-1 server left behind.
+    schema.sql(
+        "ALTER TABLE accounts DROP COLUMN recovery_verifier; \
+         UPDATE vault_schema_version SET version = 1",
+    );
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..3)
+            .map(|_| scope.spawn(|| schema.connect(1).map(|_| ())))
+            .collect();
+        for h in handles {
+            h.join().unwrap().unwrap();
+        }
+    });
+    let b = schema.connect(1).unwrap();
+    let version: i32 = schema
+        .client()
+        .query_one(
+            &format!("SELECT version FROM {}.vault_schema_version", schema.name),
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(version, 2);
+    assert_eq!(b.keyring(&ALICE).unwrap(), Some((1, vec![1; 1600])));
+    assert_eq!(b.recovery_verifier(&ALICE).unwrap(), None);
+    let rotation = vault_server::store::KeyringReplacement {
+        keyring: b"k2",
+        login_verifier: None,
+        recovery_verifier: Some(&[7; 58]),
+    };
+    assert_eq!(b.replace_keyring(&ALICE, 1, &rotation).unwrap(), Cas::Done);
+    assert_eq!(b.recovery_verifier(&ALICE).unwrap(), Some(vec![7; 58]));
+}
+
 #[test]
 fn connecting_twice_to_a_fresh_schema_is_safe() {
     let Some(url) = database_url("connecting_twice_to_a_fresh_schema_is_safe") else {

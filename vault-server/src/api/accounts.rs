@@ -60,6 +60,11 @@ pub(crate) struct RegisterRequest {
     keyring: Base64Url,
     /// The self-signed identity bundle (docs/spec/keyring.md §6), base64url.
     identity: Base64Url,
+    /// The recovery login secret of the keyring's recovery code (docs/spec/keyring.md
+    /// §5.1), base64url. Without it the account cannot recover through the server (until
+    /// `PUT /v1/account/recovery` sets one).
+    #[serde(default)]
+    recovery_secret: Option<SecretField>,
 }
 
 /// A user id.
@@ -104,6 +109,11 @@ pub(crate) async fn register<B: Backend>(
     let request: RegisterRequest = read_json(&headers, body, limits.register_body()).await?;
     let name = normalize_name(&request.name)?;
     let secret = request.login_secret.login_secret()?;
+    let recovery_secret = request
+        .recovery_secret
+        .as_ref()
+        .map(SecretField::login_secret)
+        .transpose()?;
     let user = request.user.0;
     if request.keyring.0.len() > limits.keyring || request.identity.0.len() > limits.identity {
         return Err(ApiError::PayloadTooLarge);
@@ -122,13 +132,16 @@ pub(crate) async fn register<B: Backend>(
         // The verifier is made before the store says whether the name is free, so a taken
         // name costs the same time as a new one.
         let verifier = Verifier::create(&mut OsRng, &secret, &policy).to_bytes();
-        Ok(b.create_account(&NewAccount {
+        let recovery = recovery_secret
+            .map(|s| Verifier::create(&mut OsRng, &s, &policy.for_recovery()).to_bytes());
+        let account = NewAccount {
             user,
             name: &account_name,
             verifier: &verifier,
             keyring: &request.keyring.0,
             identity: &request.identity.0,
-        })?)
+        };
+        Ok(b.create_account_with_recovery(&account, recovery.as_deref())?)
     })
     .await?;
     if !created {
@@ -700,13 +713,15 @@ pub(crate) async fn put_keyring<B: Backend>(
     let swapped = blocking(&state, move |b| {
         // The KDF parameters decide the login secret (login.md §1): changing them here would
         // leave the login verifier behind.
-        if let Some((_, stored)) = b.keyring(&user)? {
-            if kdf_parameters(&stored) != kdf_parameters(&blob) {
+        let stored = b.keyring(&user)?.map(|(_, k)| k);
+        if let Some(stored) = &stored {
+            if kdf_parameters(stored) != kdf_parameters(&blob) {
                 return Err(ApiError::BadRequest(
                     "the keyring's KDF parameters changed: change the password with POST /v1/account/password",
                 ));
             }
         }
+        super::recovery::check_recovery_part_kept(b, &user, stored.as_deref(), &blob)?;
         Ok(b.swap_keyring(&user, expected, &blob)?)
     });
     match swapped.await? {
@@ -799,6 +814,8 @@ pub(crate) async fn change_password<B: Backend>(
         if let LoginCheck::Rejected = check_login(verifier.as_ref(), &secret, &policy) {
             return Err(ApiError::AuthenticationFailed);
         }
+        let stored = b.keyring(&user)?.map(|(_, k)| k);
+        super::recovery::check_recovery_part_kept(b, &user, stored.as_deref(), &keyring)?;
         let fresh = Verifier::create(&mut OsRng, &new_secret, &policy).to_bytes();
         let cas = b.change_password(&user, expected, &keyring, &fresh)?;
         if cas == Cas::Done {

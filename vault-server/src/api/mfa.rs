@@ -307,7 +307,7 @@ async fn name_past_backoff<B: Backend>(
 }
 
 /// Checks the login secret of `user` under the backoff (as a login does); `Ok` when right.
-async fn check_secret<B: Backend>(
+pub(crate) async fn check_secret<B: Backend>(
     state: &Arc<AppState<B>>,
     user: UserId,
     addr: IpAddr,

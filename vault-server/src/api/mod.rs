@@ -38,11 +38,11 @@ mod collections;
 pub mod error;
 mod extract;
 mod mfa;
+mod recovery;
 mod sharing;
 mod validate;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -293,7 +293,8 @@ macro_rules! routes {
         (name = "groups", description = "Groups and their roster versions"),
         (name = "envelopes", description = "Key envelopes"),
         (name = "changes", description = "The change feed"),
-        (name = "mfa", description = "Second factors, backup codes, trusted devices, elevations, the IP allow-list")
+        (name = "mfa", description = "Second factors, backup codes, trusted devices, elevations, the IP allow-list"),
+        (name = "recovery", description = "Account recovery with the recovery code when the password is lost")
     )
 )]
 struct ApiDoc;
@@ -345,6 +346,9 @@ fn api_routes<B: Backend>() -> OpenApiRouter<Arc<AppState<B>>> {
         .routes(routes!(B: mfa::elevate))
         .routes(routes!(B: mfa::revoke_device))
         .routes(routes!(B: mfa::put_allowlist))
+        .routes(routes!(B: recovery::recovery_keyring))
+        .routes(routes!(B: recovery::recover))
+        .routes(routes!(B: recovery::set_recovery))
 }
 
 /// The OpenAPI document of the API, as served at `GET /v1/openapi.json` and committed as
@@ -505,24 +509,12 @@ pub async fn serve<B: Backend>(
     state: Arc<AppState<B>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let sweeper = tokio::spawn(sweep_periodically(Arc::clone(&state)));
     let app = router(Arc::clone(&state));
     let listener = listener.tap_io(|tcp| {
         // Small answers go out at once; a failure only costs latency.
         let _ = tcp.set_nodelay(true);
     });
-    let result = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await;
-    sweeper.abort();
-    let _ = sweeper.await;
-    // The last reference to the backend goes in the blocking pool: a backend may block
-    // when it closes (the PostgreSQL client does), which an async worker must not do.
-    let _ = tokio::task::spawn_blocking(move || drop(state)).await;
-    result
+    crate::transport::serve_api(listener, app, state, shutdown).await
 }
 
 pub(crate) async fn sweep_periodically<B: Backend>(state: Arc<AppState<B>>) {

@@ -223,6 +223,19 @@ impl VerifierPolicy {
         }
     }
 
+    /// The policy of **recovery verifiers** (login.md §11): the floor, [`MIN_ITERATIONS`],
+    /// or this policy's count if that is lower (a test policy). A recovery verifier checks
+    /// the recovery login secret, an HKDF output of a 256-bit random recovery code
+    /// (keyring.md §5.1) with nothing to guess, so calibrated slowness would buy nothing
+    /// against a stolen verifier; the floor keeps the unauthenticated recovery routes cheap
+    /// for the server. Its checks, real and dummy, all use this one count, so they take
+    /// equal time.
+    pub fn for_recovery(&self) -> Self {
+        Self {
+            iterations: self.iterations.min(MIN_ITERATIONS),
+        }
+    }
+
     /// The PBKDF2 iteration count of new verifiers, and of [`dummy_verify`].
     pub fn iterations(&self) -> u32 {
         self.iterations
@@ -691,5 +704,20 @@ mod tests {
         pbkdf2::pbkdf2_hmac::<Sha256>(&[9; 32], &salt, 1_000, &mut expected);
         assert_eq!(bytes[26..], expected);
         assert_eq!(bytes[6..10], 1_000u32.to_be_bytes());
+    }
+
+    #[test]
+    fn recovery_policy_is_the_floor_or_lower() {
+        let calibrated = VerifierPolicy::with_iterations(2_000_000).unwrap();
+        assert_eq!(calibrated.for_recovery().iterations(), MIN_ITERATIONS);
+        assert_eq!(
+            VerifierPolicy::default().for_recovery().iterations(),
+            MIN_ITERATIONS
+        );
+        let test = VerifierPolicy::insecure_test_policy(1_000);
+        assert_eq!(test.for_recovery().iterations(), 1_000);
+        // A recovery verifier made at the floor needs no rehash under the recovery policy.
+        let v = Verifier::create(&mut ChaCha20Rng::seed_from_u64(4), &secret(3), &test);
+        assert!(!v.needs_rehash(&test.for_recovery()));
     }
 }

@@ -107,20 +107,46 @@ pub struct NewAccount<'a> {
     pub identity: &'a [u8],
 }
 
+/// A keyring replacement together with the verifiers that must change with it
+/// ([`AccountStore::replace_keyring`]): a recovery (new password: a new login verifier,
+/// perhaps a new recovery code) or a new recovery code (a new recovery verifier).
+#[derive(Debug, Clone, Copy)]
+pub struct KeyringReplacement<'a> {
+    /// The new sealed keyring blob.
+    pub keyring: &'a [u8],
+    /// A new login verifier, or `None` to keep the stored one.
+    pub login_verifier: Option<&'a [u8]>,
+    /// A new recovery verifier, or `None` to keep the stored one (or none).
+    pub recovery_verifier: Option<&'a [u8]>,
+}
+
 /// Accounts: verifier, keyring blob, identity bundle.
 ///
 /// Contract (tested by `tests/store_contract.rs` for every backend):
-/// - `create_account` stores all parts atomically or none, and refuses (returns `false`,
-///   changing nothing) when the user id or the name exists;
+/// - `create_account` (and `create_account_with_recovery`) stores all parts atomically or
+///   none, and refuses (returns `false`, changing nothing) when the user id or the name
+///   exists;
+/// - `replace_keyring` and `change_password` change the keyring and the verifiers they
+///   name together or not at all;
 /// - the keyring blob starts at version 1 and changes only through `swap_keyring` with the
 ///   current version; versions rise by one;
 /// - every write that returns `Ok` is durable (survives a crash of the process);
-/// - `delete_account` removes every part, the account's sessions, and every scope it owns
+/// - `delete_account` removes every part (the recovery verifier too), the account's sessions, and every scope it owns
 ///   with everything under it ([`DataStore::delete_scope`]); reads of a deleted or unknown
 ///   user give `None`.
 pub trait AccountStore: Send + Sync {
-    /// Registers an account; `false` if `user` exists already.
-    fn create_account(&self, account: &NewAccount<'_>) -> Result<bool, BackendError>;
+    /// Registers an account; `false` if `user` exists already. The account has no recovery
+    /// verifier.
+    fn create_account(&self, account: &NewAccount<'_>) -> Result<bool, BackendError> {
+        self.create_account_with_recovery(account, None)
+    }
+    /// Registers an account with, if given, its recovery verifier (login.md §11), all parts
+    /// at once or none; `false` if `user` or the name exists already.
+    fn create_account_with_recovery(
+        &self,
+        account: &NewAccount<'_>,
+        recovery_verifier: Option<&[u8]>,
+    ) -> Result<bool, BackendError>;
     /// The account with login name `name`.
     fn user_by_name(&self, name: &str) -> Result<Option<UserId>, BackendError>;
     /// The login name of `user`.
@@ -142,6 +168,18 @@ pub trait AccountStore: Send + Sync {
         expected: u64,
         keyring: &[u8],
         verifier: &[u8],
+    ) -> Result<Cas, BackendError>;
+    /// The encoded recovery verifier of `user` (a verifier of the recovery login secret,
+    /// login.md §11); `None` if the account has none or does not exist.
+    fn recovery_verifier(&self, user: &UserId) -> Result<Option<Vec<u8>>, BackendError>;
+    /// Replaces the keyring blob (compare-and-swap as [`AccountStore::swap_keyring`]) and
+    /// the verifiers `replacement` names, all or nothing. A recovery and a new recovery code
+    /// go through it.
+    fn replace_keyring(
+        &self,
+        user: &UserId,
+        expected: u64,
+        replacement: &KeyringReplacement<'_>,
     ) -> Result<Cas, BackendError>;
     /// The identity bundle of `user` (public: anyone may read it).
     fn identity(&self, user: &UserId) -> Result<Option<Vec<u8>>, BackendError>;

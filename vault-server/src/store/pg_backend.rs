@@ -45,7 +45,8 @@ use r2d2_postgres::PostgresConnectionManager;
 
 use super::{
     AccountStore, Backend, BackendError, Cas, Change, ChangeKind, Changes, Created, DataStore,
-    EnvelopeKey, Id, InsertRoster, ManifestSwap, NewAccount, ObjectKey, PageKey, ScopeKind, Write,
+    EnvelopeKey, Id, InsertRoster, KeyringReplacement, ManifestSwap, NewAccount, ObjectKey,
+    PageKey, ScopeKind, Write,
 };
 use crate::auth::{Session, SessionStore, TokenHash, UserId};
 
@@ -57,8 +58,9 @@ type Conn = PooledConnection<Manager>;
 #[path = "pg_audit.rs"]
 mod pg_audit;
 
-/// The version of the table layout below; `check` refuses any other.
-const SCHEMA_VERSION: i32 = 1;
+/// The version of the table layout below; `check` refuses any other. `connect` brings an
+/// older schema up to it with [`MIGRATIONS`].
+const SCHEMA_VERSION: i32 = 2;
 /// The component name in `vault_schema_version`.
 const COMPONENT: &str = "vault-server";
 /// The schema used when none is given.
@@ -78,7 +80,7 @@ const POOL_TIMEOUT: Duration = Duration::from_secs(30);
 /// The largest `u64`, as the bound of the `numeric(20,0)` columns.
 const U64_MAX_SQL: &str = "18446744073709551615";
 
-/// The tables of schema version 1 and their columns (`format_type` spelling). `check`
+/// The tables of schema version 2 and their columns (`format_type` spelling). `check`
 /// compares the database against this list; `connect` creates it with [`DDL`].
 const COLUMNS: &[(&str, &[(&str, &str)])] = &[
     (
@@ -95,6 +97,7 @@ const COLUMNS: &[(&str, &[(&str, &str)])] = &[
             ("keyring_version", "bigint"),
             ("keyring", "bytea"),
             ("identity", "bytea"),
+            ("recovery_verifier", "bytea"),
         ],
     ),
     (
@@ -196,7 +199,7 @@ const COLUMNS: &[(&str, &[(&str, &str)])] = &[
     ("feed", &[("id", "boolean"), ("last_seq", "bigint")]),
 ];
 
-/// Schema version 1, run with `search_path` set to the target schema. `{U64}` stands for
+/// The current schema (version 2), run with `search_path` set to the target schema. `{U64}` stands for
 /// the largest `u64`. Blob columns use `STORAGE EXTERNAL`: they are ciphertext, so
 /// PostgreSQL should not spend time trying to compress them.
 const DDL: &str = r#"
@@ -214,7 +217,9 @@ CREATE TABLE IF NOT EXISTS accounts (
     verifier bytea NOT NULL,
     keyring_version bigint NOT NULL CHECK (keyring_version >= 1),
     keyring bytea NOT NULL,
-    identity bytea NOT NULL
+    identity bytea NOT NULL,
+    -- The verifier of the recovery login secret (login.md §11); NULL: no recovery.
+    recovery_verifier bytea
 );
 CREATE TABLE IF NOT EXISTS mfa (
     user_id bytea PRIMARY KEY REFERENCES accounts (id) ON DELETE CASCADE,
@@ -325,6 +330,16 @@ ALTER TABLE manifests ALTER COLUMN manifest SET STORAGE EXTERNAL;
 ALTER TABLE rosters ALTER COLUMN roster SET STORAGE EXTERNAL;
 INSERT INTO feed (id, last_seq) VALUES (true, 0) ON CONFLICT DO NOTHING;
 "#;
+
+/// The steps from each older schema version to the next, in order: `(version reached,
+/// statements)`, run by `connect` under the setup lock, in one transaction with the update
+/// of `vault_schema_version`. Each step only adds (a nullable column, a table), so a node
+/// of the previous version that still runs keeps working until it is replaced.
+const MIGRATIONS: &[(i32, &str)] = &[(
+    2,
+    // Account recovery with the recovery code (login.md §11).
+    "ALTER TABLE accounts ADD COLUMN IF NOT EXISTS recovery_verifier bytea;",
+)];
 
 /// The scopes `$1` may reach (DataStore's module documentation), as three CTEs:
 /// `member_groups` (groups `$1` owns or holds a current-epoch group secret of),
@@ -1068,6 +1083,7 @@ fn install(client: &mut Client, schema: &str) -> Result<(), Fail> {
         present.insert(get::<String>(&row, 0)?);
     }
     if present.contains("vault_schema_version") {
+        migrate(&mut tx, schema)?;
         tx.commit()?;
         return Ok(());
     }
@@ -1091,6 +1107,54 @@ fn install(client: &mut Client, schema: &str) -> Result<(), Fail> {
         &[&COMPONENT, &SCHEMA_VERSION],
     )?;
     tx.commit()?;
+    Ok(())
+}
+
+/// Brings a schema of an older version up to [`SCHEMA_VERSION`] with [`MIGRATIONS`], inside
+/// the caller's transaction (which holds the setup lock). Anything it does not recognise —
+/// no version row, another component, a newer or unknown version — is left for
+/// [`Backend::check`] to refuse.
+fn migrate(tx: &mut Transaction<'_>, schema: &str) -> Result<(), Fail> {
+    let found = {
+        // A savepoint: a read that fails (a foreign version table) rolls back to it and
+        // leaves `tx` usable.
+        let mut probe = tx.transaction()?;
+        let read = probe.query(
+            &format!("SELECT component, version FROM \"{schema}\".vault_schema_version"),
+            &[],
+        );
+        let found = match read.as_deref() {
+            Ok([row]) => match (row.try_get::<_, String>(0), row.try_get::<_, i32>(1)) {
+                (Ok(component), Ok(version)) if component == COMPONENT => Some(version),
+                _ => None,
+            },
+            _ => None,
+        };
+        if read.is_ok() {
+            probe.commit()?;
+        } else {
+            probe.rollback()?;
+        }
+        found
+    };
+    let Some(mut version) = found else {
+        return Ok(());
+    };
+    if version >= SCHEMA_VERSION {
+        return Ok(());
+    }
+    tx.batch_execute(&format!("SET LOCAL search_path TO \"{schema}\""))?;
+    for (to, statements) in MIGRATIONS {
+        if *to == version + 1 {
+            tx.batch_execute(statements)?;
+            tx.execute(
+                "UPDATE vault_schema_version SET version = $2 WHERE component = $1",
+                &[&COMPONENT, to],
+            )?;
+            tracing::info!(schema, from = version, to, "postgres: schema migrated");
+            version = *to;
+        }
+    }
     Ok(())
 }
 
@@ -1347,18 +1411,24 @@ impl Backend for PgBackend {
 }
 
 impl AccountStore for PgBackend {
-    fn create_account(&self, a: &NewAccount<'_>) -> Result<bool, BackendError> {
+    fn create_account_with_recovery(
+        &self,
+        a: &NewAccount<'_>,
+        recovery_verifier: Option<&[u8]>,
+    ) -> Result<bool, BackendError> {
         // One statement: all parts or none; a taken id or name inserts nothing.
         self.read("create account", |c| {
             Ok(c.execute(
-                "INSERT INTO accounts (id, name, verifier, keyring_version, keyring, identity) \
-                 VALUES ($1, $2, $3, 1, $4, $5) ON CONFLICT DO NOTHING",
+                "INSERT INTO accounts \
+                 (id, name, verifier, keyring_version, keyring, identity, recovery_verifier) \
+                 VALUES ($1, $2, $3, 1, $4, $5, $6) ON CONFLICT DO NOTHING",
                 &[
                     &a.user,
                     &a.name.as_bytes(),
                     &a.verifier,
                     &a.keyring,
                     &a.identity,
+                    &recovery_verifier,
                 ],
             )? == 1)
         })
@@ -1465,6 +1535,58 @@ impl AccountStore for PgBackend {
                     "UPDATE accounts SET keyring = $3, keyring_version = keyring_version + 1, \
                      verifier = $4 WHERE id = $1 AND keyring_version = $2",
                     &[user, &expected, &keyring, &verifier],
+                )? == 1
+                {
+                    return Ok(Cas::Done);
+                }
+            }
+            let current = match c.query_opt(
+                "SELECT keyring_version FROM accounts WHERE id = $1",
+                &[user],
+            )? {
+                None => 0,
+                Some(row) => {
+                    u64::try_from(get::<i64>(&row, 0)?).map_err(|_| corrupt("keyring version"))?
+                }
+            };
+            Ok(Cas::Conflict { current })
+        })
+    }
+
+    fn recovery_verifier(&self, user: &UserId) -> Result<Option<Vec<u8>>, BackendError> {
+        self.read("recovery verifier", |c| {
+            match c.query_opt(
+                "SELECT recovery_verifier FROM accounts WHERE id = $1",
+                &[user],
+            )? {
+                None => Ok(None),
+                Some(row) => Ok(get::<Option<Vec<u8>>>(&row, 0)?),
+            }
+        })
+    }
+
+    fn replace_keyring(
+        &self,
+        user: &UserId,
+        expected: u64,
+        r: &KeyringReplacement<'_>,
+    ) -> Result<Cas, BackendError> {
+        self.read("replace keyring", |c| {
+            // One conditional UPDATE of every column, as in `swap_keyring`; a verifier not
+            // given keeps its stored value.
+            if let Ok(expected) = i64::try_from(expected) {
+                if c.execute(
+                    "UPDATE accounts SET keyring = $3, keyring_version = keyring_version + 1, \
+                     verifier = coalesce($4, verifier), \
+                     recovery_verifier = coalesce($5, recovery_verifier) \
+                     WHERE id = $1 AND keyring_version = $2",
+                    &[
+                        user,
+                        &expected,
+                        &r.keyring,
+                        &r.login_verifier,
+                        &r.recovery_verifier,
+                    ],
                 )? == 1
                 {
                     return Ok(Cas::Done);

@@ -10,12 +10,12 @@ use sled::transaction::{ConflictableTransactionError, TransactionError, Transact
 use super::sled_audit::AuditTrees;
 use super::sled_backup::{WriteGate, WriteGuard};
 use super::sled_data::DataTrees;
-use super::{AccountStore, Backend, BackendError, Cas, DataStore, NewAccount};
+use super::{AccountStore, Backend, BackendError, Cas, DataStore, KeyringReplacement, NewAccount};
 use crate::auth::{Session, SessionStore, SessionToken, TokenHash, UserId};
 
 /// The sled backend: trees `names` (login name → user), `accounts` (user → login name),
-/// `verifiers`, `keyrings` (`u64` version ‖ blob), `identities`, `sessions` (token hash →
-/// user ‖ created ‖ expires), mirrored in memory (`SessionMirror`).
+/// `verifiers`, `recovery_verifiers`, `keyrings` (`u64` version ‖ blob), `identities`,
+/// `sessions` (token hash → user ‖ created ‖ expires), mirrored in memory (`SessionMirror`).
 pub struct SledBackend {
     pub(super) db: sled::Db,
     /// Every write holds it shared; a backup's cut holds it exclusively (`sled_backup.rs`).
@@ -23,6 +23,8 @@ pub struct SledBackend {
     names: sled::Tree,
     accounts: sled::Tree,
     verifiers: sled::Tree,
+    /// user → the encoded recovery verifier (login.md §11); absent: no recovery.
+    recovery_verifiers: sled::Tree,
     keyrings: sled::Tree,
     identities: sled::Tree,
     sessions: sled::Tree,
@@ -257,6 +259,7 @@ impl SledBackend {
             names: tree("names")?,
             accounts: tree("accounts")?,
             verifiers: tree("verifiers")?,
+            recovery_verifiers: tree("recovery_verifiers")?,
             keyrings: tree("keyrings")?,
             identities: tree("identities")?,
             sessions: tree("sessions")?,
@@ -323,7 +326,12 @@ impl SledBackend {
                 ));
             }
         }
-        for tree in [&self.accounts, &self.verifiers, &self.identities] {
+        for tree in [
+            &self.accounts,
+            &self.verifiers,
+            &self.recovery_verifiers,
+            &self.identities,
+        ] {
             for key in tree.iter().keys() {
                 if key.map_err(err)?.len() != 16 {
                     return Err(BackendError::new(
@@ -353,26 +361,39 @@ impl SledBackend {
 }
 
 impl AccountStore for SledBackend {
-    fn create_account(&self, a: &NewAccount<'_>) -> Result<bool, BackendError> {
+    fn create_account_with_recovery(
+        &self,
+        a: &NewAccount<'_>,
+        recovery_verifier: Option<&[u8]>,
+    ) -> Result<bool, BackendError> {
         let _w = self.write_gate();
         let result = (
             &self.names,
             &self.accounts,
             &self.verifiers,
+            &self.recovery_verifiers,
             &self.keyrings,
             &self.identities,
         )
-            .transaction(|(names, accounts, verifiers, keyrings, identities)| {
-                if accounts.get(a.user)?.is_some() || names.get(a.name.as_bytes())?.is_some() {
-                    return Ok(false);
-                }
-                names.insert(a.name.as_bytes(), &a.user[..])?;
-                accounts.insert(&a.user[..], a.name.as_bytes())?;
-                verifiers.insert(&a.user, a.verifier)?;
-                keyrings.insert(&a.user, versioned(1, a.keyring))?;
-                identities.insert(&a.user, a.identity)?;
-                Ok::<bool, ConflictableTransactionError<()>>(true)
-            });
+            .transaction(
+                |(names, accounts, verifiers, recovery_verifiers, keyrings, identities)| {
+                    if accounts.get(a.user)?.is_some() || names.get(a.name.as_bytes())?.is_some() {
+                        return Ok(false);
+                    }
+                    names.insert(a.name.as_bytes(), &a.user[..])?;
+                    accounts.insert(&a.user[..], a.name.as_bytes())?;
+                    verifiers.insert(&a.user, a.verifier)?;
+                    match recovery_verifier {
+                        Some(v) => recovery_verifiers.insert(&a.user, v)?,
+                        // A leftover of an earlier account with this id (none is expected:
+                        // deletion removes it in the same transaction).
+                        None => recovery_verifiers.remove(&a.user)?,
+                    };
+                    keyrings.insert(&a.user, versioned(1, a.keyring))?;
+                    identities.insert(&a.user, a.identity)?;
+                    Ok::<bool, ConflictableTransactionError<()>>(true)
+                },
+            );
         let created = outcome(result)?;
         self.flush()?;
         Ok(created)
@@ -495,6 +516,61 @@ impl AccountStore for SledBackend {
         Ok(cas)
     }
 
+    fn recovery_verifier(&self, user: &UserId) -> Result<Option<Vec<u8>>, BackendError> {
+        Ok(self
+            .recovery_verifiers
+            .get(user)
+            .map_err(err)?
+            .map(|v| v.to_vec()))
+    }
+
+    fn replace_keyring(
+        &self,
+        user: &UserId,
+        expected: u64,
+        r: &KeyringReplacement<'_>,
+    ) -> Result<Cas, BackendError> {
+        let _w = self.write_gate();
+        let result = (&self.keyrings, &self.verifiers, &self.recovery_verifiers).transaction(
+            |(keyrings, verifiers, recovery_verifiers)| {
+                let Some(current) = keyrings.get(user)? else {
+                    return Ok(Cas::Conflict { current: 0 });
+                };
+                let version = match split_version(&current) {
+                    Ok((version, _)) => version,
+                    Err(_) => return Err(ConflictableTransactionError::Abort(())),
+                };
+                if version != expected {
+                    return Ok(Cas::Conflict { current: version });
+                }
+                let Some(next) = expected.checked_add(1) else {
+                    return Err(ConflictableTransactionError::Abort(()));
+                };
+                keyrings.insert(&user[..], versioned(next, r.keyring))?;
+                if let Some(v) = r.login_verifier {
+                    verifiers.insert(&user[..], v)?;
+                }
+                if let Some(v) = r.recovery_verifier {
+                    recovery_verifiers.insert(&user[..], v)?;
+                }
+                Ok(Cas::Done)
+            },
+        );
+        let cas = match result {
+            Ok(cas) => cas,
+            Err(TransactionError::Abort(())) => {
+                return Err(BackendError::new(
+                    "sled: corrupt keyring record or version exhausted",
+                ))
+            }
+            Err(TransactionError::Storage(e)) => return Err(err(e)),
+        };
+        if cas == Cas::Done {
+            self.flush()?;
+        }
+        Ok(cas)
+    }
+
     fn identity(&self, user: &UserId) -> Result<Option<Vec<u8>>, BackendError> {
         Ok(self.identities.get(user).map_err(err)?.map(|v| v.to_vec()))
     }
@@ -521,21 +597,25 @@ impl AccountStore for SledBackend {
             &self.names,
             &self.accounts,
             &self.verifiers,
+            &self.recovery_verifiers,
             &self.keyrings,
             &self.identities,
             &self.mfa,
         )
-            .transaction(|(names, accounts, verifiers, keyrings, identities, mfa)| {
-                let Some(name) = accounts.remove(&user[..])? else {
-                    return Ok(false);
-                };
-                names.remove(name)?;
-                verifiers.remove(&user[..])?;
-                keyrings.remove(&user[..])?;
-                identities.remove(&user[..])?;
-                mfa.remove(&user[..])?;
-                Ok::<bool, ConflictableTransactionError<()>>(true)
-            });
+            .transaction(
+                |(names, accounts, verifiers, recovery_verifiers, keyrings, identities, mfa)| {
+                    let Some(name) = accounts.remove(&user[..])? else {
+                        return Ok(false);
+                    };
+                    names.remove(name)?;
+                    verifiers.remove(&user[..])?;
+                    recovery_verifiers.remove(&user[..])?;
+                    keyrings.remove(&user[..])?;
+                    identities.remove(&user[..])?;
+                    mfa.remove(&user[..])?;
+                    Ok::<bool, ConflictableTransactionError<()>>(true)
+                },
+            );
         let existed = outcome(result)?;
         if existed {
             self.remove_user(user)?;

@@ -8,7 +8,7 @@ use serde_json::Value;
 use super::{b64, expect_error, id, user, TestServer};
 
 /// The caller's events, all pages.
-async fn all_events(server: &TestServer, s: &super::Session) -> Vec<Value> {
+pub async fn all_events(server: &TestServer, s: &super::Session) -> Vec<Value> {
     let mut out = Vec::new();
     let mut after = 0;
     loop {
@@ -27,7 +27,7 @@ async fn all_events(server: &TestServer, s: &super::Session) -> Vec<Value> {
     out
 }
 
-fn kinds(events: &[Value]) -> Vec<&str> {
+pub fn kinds(events: &[Value]) -> Vec<&str> {
     events.iter().map(|e| e["kind"].as_str().unwrap()).collect()
 }
 

@@ -377,5 +377,5 @@ pub async fn openapi_is_served(server: &TestServer) {
         .values()
         .map(|item| item.as_object().unwrap().len())
         .sum();
-    assert_eq!(count, 45, "one operation per route");
+    assert_eq!(count, 48, "one operation per route");
 }

@@ -11,7 +11,7 @@ use vault_server::auth::otp::{hotp, totp, OtpAlgorithm};
 use super::{b64, expect_error, id, user, Session, TestServer};
 
 /// The TOTP code of `secret` (base32) at the server's current time.
-fn code_now(server: &TestServer, secret: &[u8]) -> String {
+pub(super) fn code_now(server: &TestServer, secret: &[u8]) -> String {
     totp(OtpAlgorithm::Sha1, secret, server.clock.now(), 30, 6)
 }
 
@@ -47,7 +47,11 @@ fn session_of(v: &Value, who: [u8; 16]) -> Session {
 
 /// Enrols TOTP for test user `index` (logged in as `s`); returns the secret and the backup
 /// codes. Moves the clock one step on, so the enrolment's code is in the past.
-async fn enable_totp(server: &TestServer, index: usize, s: &Session) -> (Vec<u8>, Vec<String>) {
+pub(super) async fn enable_totp(
+    server: &TestServer,
+    index: usize,
+    s: &Session,
+) -> (Vec<u8>, Vec<String>) {
     let who = user(index);
     let r = send(
         server,

@@ -16,6 +16,8 @@ pub mod data;
 pub mod limits;
 pub mod malformed;
 pub mod mfa;
+pub mod recovery;
+pub mod robustness;
 pub mod sharing;
 
 use std::any::Any;
@@ -62,6 +64,7 @@ macro_rules! api_suite {
             limits::quotas,
             limits::body_limits,
             limits::request_timeout,
+            robustness::concurrent_writers_and_readers,
             sharing::envelopes_grant_and_revoke_access,
             sharing::groups_rosters_and_membership,
             authz::authorization_matrix,
@@ -77,6 +80,10 @@ macro_rules! api_suite {
             mfa::trusted_devices,
             mfa::sensitive_operations_need_elevation,
             mfa::ip_allowlist,
+            recovery::recovery_with_the_code,
+            recovery::recovery_failures_answer_alike_and_back_off,
+            recovery::recovery_needs_the_second_factor,
+            recovery::recovery_code_replaced,
         );
     };
     (@tests $make:path; $($module:ident :: $name:ident),+ $(,)?) => {
@@ -340,6 +347,12 @@ pub struct TestUser {
     pub kdf_salt: [u8; 16],
     /// The client-KDF count in `sealed`.
     pub kdf_iterations: u32,
+    /// The password `sealed` is under.
+    pub password: String,
+    /// The recovery code of `sealed`, as the user writes it down.
+    pub recovery_code: String,
+    /// Its recovery login secret (keyring.md §5.1).
+    pub recovery_secret: [u8; 32],
 }
 
 impl TestUser {
@@ -364,7 +377,7 @@ fn make_user(seed: u64) -> TestUser {
     let password = Password::from(format!("password number {seed}").as_str());
     let params = insecure_test_params(&mut rng, 10);
     let keys = PasswordKeys::derive_with_policy(&password, &params, &policy).unwrap();
-    let (sealed, _) = SealedKeyring::seal(&mut rng, &keyring, &keys);
+    let (sealed, code) = SealedKeyring::seal(&mut rng, &keyring, &keys);
     let (resealed, _) = SealedKeyring::seal(&mut rng, &keyring, &keys);
     let params2 = insecure_test_params(&mut rng, 10);
     let password2 = Password::from(format!("new password number {seed}").as_str());
@@ -380,6 +393,9 @@ fn make_user(seed: u64) -> TestUser {
         login_secret: *keys.login_secret().expose_bytes(),
         kdf_salt: *params.salt(),
         kdf_iterations: params.iterations(),
+        password: format!("password number {seed}"),
+        recovery_code: code.expose_formatted().to_string(),
+        recovery_secret: *code.recovery_secret().expose_bytes(),
     }
 }
 

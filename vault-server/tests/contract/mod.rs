@@ -8,7 +8,7 @@ use rand_chacha::ChaCha20Rng;
 use vault_server::auth::{Session, SessionStore, TokenHash};
 use vault_server::store::{
     AccountStore, Backend, BackendError, Cas, ChangeKind, Created, EnvelopeKey, InsertRoster,
-    ManifestSwap, NewAccount, ObjectKey, PageKey, ScopeKind, Write,
+    KeyringReplacement, ManifestSwap, NewAccount, ObjectKey, PageKey, ScopeKind, Write,
 };
 
 /// Every part of the contract, on a fresh (empty) backend.
@@ -24,6 +24,115 @@ pub fn all<B: Backend>(b: &B) {
     session_outliving_its_account_contract(b);
     audit_contract(b);
     mfa_contract(b);
+    recovery_contract(b);
+}
+
+/// Recovery verifiers (login.md §10): stored at registration or not at all; replaced only
+/// together with the keyring by `replace_keyring` (compare-and-swap; every named part or
+/// none; a part not named is kept); removed with the account.
+pub fn recovery_contract<B: Backend>(b: &B) {
+    let user = [0x5e; 16];
+    let other = [0x5f; 16];
+    assert_eq!(b.recovery_verifier(&user).unwrap(), None);
+    let (v, k, i, _) = account(user, 0x5e);
+    let new = NewAccount {
+        user,
+        name: "recovering",
+        verifier: &v,
+        keyring: &k,
+        identity: &i,
+    };
+    assert!(b
+        .create_account_with_recovery(&new, Some(&[0xa0; 58]))
+        .unwrap());
+    assert_eq!(b.recovery_verifier(&user).unwrap(), Some(vec![0xa0; 58]));
+    // A refused registration (taken id or name) stores no recovery verifier.
+    let taken = NewAccount { user: other, ..new };
+    assert!(!b
+        .create_account_with_recovery(&taken, Some(&[1; 58]))
+        .unwrap());
+    assert_eq!(b.recovery_verifier(&other).unwrap(), None);
+    // Without one: none.
+    assert!(register(b, other, 0x5f));
+    assert_eq!(b.recovery_verifier(&other).unwrap(), None);
+
+    // A recovery: keyring and login verifier, recovery verifier kept.
+    let recovery = KeyringReplacement {
+        keyring: b"k2",
+        login_verifier: Some(&[2; 58]),
+        recovery_verifier: None,
+    };
+    assert_eq!(
+        b.replace_keyring(&user, 2, &recovery).unwrap(),
+        Cas::Conflict { current: 1 }
+    );
+    assert_eq!(b.keyring(&user).unwrap(), Some((1, k.clone())));
+    assert_eq!(b.verifier(&user).unwrap(), Some(v.clone()));
+    assert_eq!(b.replace_keyring(&user, 1, &recovery).unwrap(), Cas::Done);
+    assert_eq!(b.keyring(&user).unwrap(), Some((2, b"k2".to_vec())));
+    assert_eq!(b.verifier(&user).unwrap(), Some(vec![2; 58]));
+    assert_eq!(b.recovery_verifier(&user).unwrap(), Some(vec![0xa0; 58]));
+    // A new recovery code: keyring and recovery verifier, login verifier kept.
+    let rotation = KeyringReplacement {
+        keyring: b"k3",
+        login_verifier: None,
+        recovery_verifier: Some(&[3; 58]),
+    };
+    assert_eq!(
+        b.replace_keyring(&user, 1, &rotation).unwrap(),
+        Cas::Conflict { current: 2 }
+    );
+    assert_eq!(b.recovery_verifier(&user).unwrap(), Some(vec![0xa0; 58]));
+    assert_eq!(b.replace_keyring(&user, 2, &rotation).unwrap(), Cas::Done);
+    assert_eq!(b.keyring(&user).unwrap(), Some((3, b"k3".to_vec())));
+    assert_eq!(b.verifier(&user).unwrap(), Some(vec![2; 58]));
+    assert_eq!(b.recovery_verifier(&user).unwrap(), Some(vec![3; 58]));
+    // Both at once; and an account that had none gets one.
+    let both = KeyringReplacement {
+        keyring: b"k4",
+        login_verifier: Some(&[4; 58]),
+        recovery_verifier: Some(&[5; 58]),
+    };
+    assert_eq!(b.replace_keyring(&user, 3, &both).unwrap(), Cas::Done);
+    assert_eq!(b.verifier(&user).unwrap(), Some(vec![4; 58]));
+    assert_eq!(b.recovery_verifier(&user).unwrap(), Some(vec![5; 58]));
+    assert_eq!(b.replace_keyring(&other, 1, &rotation).unwrap(), Cas::Done);
+    assert_eq!(b.recovery_verifier(&other).unwrap(), Some(vec![3; 58]));
+    assert_eq!(b.verifier(&other).unwrap(), Some(vec![0x5f; 58]));
+    // No account: nothing stored.
+    assert_eq!(
+        b.replace_keyring(&[0x77; 16], 0, &both).unwrap(),
+        Cas::Conflict { current: 0 }
+    );
+    assert_eq!(b.recovery_verifier(&[0x77; 16]).unwrap(), None);
+    // Concurrent replacements from one version: exactly one wins, whole.
+    let wins = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for t in 0..4u8 {
+            let wins = &wins;
+            scope.spawn(move || {
+                let r = KeyringReplacement {
+                    keyring: &[t; 4],
+                    login_verifier: Some(&[t; 58]),
+                    recovery_verifier: Some(&[t; 58]),
+                };
+                if b.replace_keyring(&user, 4, &r).unwrap() == Cas::Done {
+                    wins.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+            });
+        }
+    });
+    assert_eq!(wins.into_inner(), 1);
+    let (version, blob) = b.keyring(&user).unwrap().unwrap();
+    assert_eq!(version, 5);
+    let t = blob[0];
+    assert_eq!(b.verifier(&user).unwrap(), Some(vec![t; 58]));
+    assert_eq!(b.recovery_verifier(&user).unwrap(), Some(vec![t; 58]));
+    // Deletion takes it along; a new account of the same id starts without one.
+    assert!(b.delete_account(&user).unwrap());
+    assert_eq!(b.recovery_verifier(&user).unwrap(), None);
+    assert!(register(b, user, 0x5e));
+    assert_eq!(b.recovery_verifier(&user).unwrap(), None);
 }
 
 /// MFA records: compare-and-swap from version 0, no record without an account, deleted

@@ -1,0 +1,690 @@
+//! Accounts over the API (docs/spec/client.md §7): registration, pre-login and login (with
+//! a second factor), the sealed keyring, password change, elevation, logout, the name
+//! directory and identity bundles.
+
+use std::sync::{Arc, Mutex};
+
+use rand_core::OsRng;
+use reqwest::{Method, StatusCode};
+use vault_keyring::{
+    IdentityBundle, KdfParams, Keyring, KeyringId, KeyringOptions, Password, PasswordKeys,
+    RecoveryCode, SealedKeyring, FORMAT_VERSION, SALT_LEN, SUITE,
+};
+use zeroize::Zeroizing;
+
+use super::store::RemoteStore;
+use super::transport::{limits, Answer, Http, Request, ServerOptions};
+use super::{b64, hex, unb64, unhex16, RemoteError};
+
+/// A server: its URL, the TLS trust and the client's policies. Cheap to clone.
+#[derive(Clone)]
+pub struct Server {
+    http: Arc<Http>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("url", &self.http.base())
+            .finish()
+    }
+}
+
+/// What a new account needs to keep: the keyring (to open a vault now) and the recovery
+/// code, to show the user once.
+pub struct Registration {
+    /// The new keyring, unlocked.
+    pub keyring: Keyring,
+    /// The recovery code of the sealed keyring (docs/spec/keyring.md §5): show it to the
+    /// user once; it is the only way back in without the password.
+    pub recovery_code: RecoveryCode,
+}
+
+impl std::fmt::Debug for Registration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registration")
+            .field("user", &self.keyring.id())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A second factor for a login or an elevation (docs/spec/mfa.md §1).
+pub enum SecondFactor {
+    /// A 6-digit TOTP code.
+    Totp(Zeroizing<String>),
+    /// A 6-digit HOTP code.
+    Hotp(Zeroizing<String>),
+    /// A backup code (`XXXX-XXXX-XXXX-XXXX`).
+    BackupCode(Zeroizing<String>),
+}
+
+impl std::fmt::Debug for SecondFactor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SecondFactor::Totp(_) => "SecondFactor::Totp([redacted])",
+            SecondFactor::Hotp(_) => "SecondFactor::Hotp([redacted])",
+            SecondFactor::BackupCode(_) => "SecondFactor::BackupCode([redacted])",
+        })
+    }
+}
+
+impl SecondFactor {
+    /// A TOTP code.
+    pub fn totp(code: &str) -> Self {
+        SecondFactor::Totp(Zeroizing::new(code.to_owned()))
+    }
+
+    /// An HOTP code.
+    pub fn hotp(code: &str) -> Self {
+        SecondFactor::Hotp(Zeroizing::new(code.to_owned()))
+    }
+
+    /// A backup code.
+    pub fn backup_code(code: &str) -> Self {
+        SecondFactor::BackupCode(Zeroizing::new(code.to_owned()))
+    }
+
+    fn body(&self) -> FactorBody<'_> {
+        let (kind, code) = match self {
+            SecondFactor::Totp(c) => ("totp", c),
+            SecondFactor::Hotp(c) => ("hotp", c),
+            SecondFactor::BackupCode(c) => ("backup_code", c),
+        };
+        FactorBody {
+            kind,
+            code: code.as_str(),
+        }
+    }
+}
+
+/// Options of a login: a second factor, a trusted device's token, or a request to trust
+/// this device (docs/spec/mfa.md §5).
+#[derive(Default)]
+pub struct Login {
+    second_factor: Option<SecondFactor>,
+    device_token: Option<Zeroizing<String>>,
+    trust_device: Option<String>,
+}
+
+impl std::fmt::Debug for Login {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Login")
+            .field("second_factor", &self.second_factor)
+            .field(
+                "device_token",
+                &self.device_token.as_ref().map(|_| "[redacted]"),
+            )
+            .field("trust_device", &self.trust_device)
+            .finish()
+    }
+}
+
+impl Login {
+    /// A login without a second factor.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// With a second factor.
+    pub fn second_factor(mut self, factor: SecondFactor) -> Self {
+        self.second_factor = Some(factor);
+        self
+    }
+
+    /// With the token of a device trusted earlier ([`Session::device_token`]).
+    pub fn device_token(mut self, token: &str) -> Self {
+        self.device_token = Some(Zeroizing::new(token.to_owned()));
+        self
+    }
+
+    /// Asks the server to trust this device for 30 days under `label` (with a second
+    /// factor); the token comes back in [`Session::device_token`].
+    pub fn trust_device(mut self, label: &str) -> Self {
+        self.trust_device = Some(label.to_owned());
+        self
+    }
+}
+
+#[derive(serde::Serialize)]
+struct FactorBody<'a> {
+    kind: &'a str,
+    code: &'a str,
+}
+
+#[derive(serde::Serialize)]
+struct RegisterBody<'a> {
+    name: &'a str,
+    user: String,
+    login_secret: &'a str,
+    keyring: String,
+    identity: String,
+}
+
+#[derive(serde::Serialize)]
+struct NameBody<'a> {
+    name: &'a str,
+}
+
+#[derive(serde::Serialize)]
+struct LoginBody<'a> {
+    name: &'a str,
+    login_secret: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    second_factor: Option<FactorBody<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    device_token: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    trust_device: Option<&'a str>,
+}
+
+#[derive(serde::Serialize)]
+struct PasswordBody<'a> {
+    expected: u64,
+    keyring: String,
+    login_secret: &'a str,
+    new_login_secret: &'a str,
+}
+
+#[derive(serde::Serialize)]
+struct ElevationBody<'a> {
+    second_factor: FactorBody<'a>,
+}
+
+#[derive(serde::Deserialize)]
+struct UserAnswer {
+    user: String,
+}
+
+#[derive(serde::Deserialize)]
+struct PreloginAnswer {
+    kdf_salt: String,
+    kdf_iterations: u32,
+}
+
+#[derive(serde::Deserialize)]
+struct SessionAnswer {
+    token: String,
+    user: String,
+    expires: u64,
+    #[serde(default)]
+    device_token: Option<String>,
+    #[serde(default)]
+    backup_codes_left: Option<u64>,
+}
+
+#[derive(serde::Deserialize)]
+struct TokenAnswer {
+    token: String,
+}
+
+#[derive(serde::Deserialize)]
+struct VersionAnswer {
+    version: u64,
+}
+
+fn success(answer: Answer) -> Result<Answer, RemoteError> {
+    if answer.status.is_success() {
+        Ok(answer)
+    } else {
+        Err(answer.error())
+    }
+}
+
+/// The login secret in the API's encoding, in wiped memory.
+fn secret_text(keys: &PasswordKeys) -> Zeroizing<String> {
+    Zeroizing::new(b64(keys.login_secret().expose_bytes()))
+}
+
+/// KDF parameters from the salt and count a server sent. `vault-keyring` has no public
+/// constructor from parts yet (only its test-only `danger` module has one), so they are
+/// read through its sealed-keyring decoder from a stand-in header (keyring.md §4.2) that
+/// carries them; nothing else of it is used. They are checked against the policy when the
+/// keys are derived.
+fn kdf_params_from(salt: &[u8; SALT_LEN], iterations: u32) -> Result<KdfParams, RemoteError> {
+    let mut blob = Vec::with_capacity(64 + 160 + 512);
+    blob.extend_from_slice(b"VKRG");
+    blob.extend_from_slice(&FORMAT_VERSION.to_be_bytes());
+    blob.extend_from_slice(&SUITE.to_be_bytes());
+    blob.extend_from_slice(&[0u8; 16]); // keyring id
+    blob.extend_from_slice(&0u32.to_be_bytes()); // generation
+    blob.extend_from_slice(&iterations.to_be_bytes());
+    blob.extend_from_slice(salt);
+    blob.extend_from_slice(&[0u8; SALT_LEN]); // recovery salt
+    blob.resize(blob.len() + 2 * 80 + 512, 0); // both wraps and a body
+    let params = SealedKeyring::from_bytes(&blob)
+        .map_err(|_| RemoteError::Protocol("KDF parameters"))?
+        .kdf_params();
+    if params.salt() != salt || params.iterations() != iterations {
+        return Err(RemoteError::Protocol("KDF parameters"));
+    }
+    Ok(params)
+}
+
+impl Server {
+    /// A server at `url` (`https://host[:port][/prefix]`; `http://` only to a loopback
+    /// host). Nothing is sent yet.
+    pub fn connect(url: &str, options: ServerOptions) -> Result<Self, RemoteError> {
+        Ok(Self {
+            http: Arc::new(Http::new(url, &options)?),
+        })
+    }
+
+    /// The base URL.
+    pub fn url(&self) -> &str {
+        self.http.base()
+    }
+
+    fn derive(&self, password: &Password, params: &KdfParams) -> Result<PasswordKeys, RemoteError> {
+        PasswordKeys::derive_with_policy(password, params, &self.http.kdf_policy)
+            .map_err(RemoteError::Keyring)
+    }
+
+    /// Creates an account: a new keyring (with `keyring_options`), sealed under `password`
+    /// with `kdf` (normally `KdfParams::calibrate(vault_keyring::DEFAULT_TARGET)`), its
+    /// identity bundle, and the login secret (keyring.md §3) — never the password. A taken
+    /// name is [`RemoteError::Exists`].
+    pub fn register(
+        &self,
+        name: &str,
+        password: &Password,
+        kdf: &KdfParams,
+        keyring_options: &KeyringOptions,
+    ) -> Result<Registration, RemoteError> {
+        let keys = self.derive(password, kdf)?;
+        let keyring =
+            Keyring::generate(&mut OsRng, keyring_options).map_err(RemoteError::Keyring)?;
+        let (sealed, recovery_code) = SealedKeyring::seal(&mut OsRng, &keyring, &keys);
+        let identity = keyring.identity_bundle(&mut OsRng);
+        let secret = secret_text(&keys);
+        let body = RegisterBody {
+            name,
+            user: hex(keyring.id().as_bytes()),
+            login_secret: &secret,
+            keyring: b64(&sealed.to_bytes()),
+            identity: b64(identity.as_bytes()),
+        };
+        let request =
+            Request::new(Method::POST, "/v1/accounts".to_owned(), limits::JSON).json(&body)?;
+        let answer: UserAnswer = success(self.http.send(&request)?)?.json()?;
+        if unhex16(&answer.user)? != *keyring.id().as_bytes() {
+            return Err(RemoteError::Protocol("registration answered another user"));
+        }
+        Ok(Registration {
+            keyring,
+            recovery_code,
+        })
+    }
+
+    /// The KDF parameters of `name`'s keyring (for an unknown name the server answers a
+    /// decoy that looks alike; login.md §7).
+    fn prelogin(&self, name: &str) -> Result<KdfParams, RemoteError> {
+        let request = Request::new(Method::POST, "/v1/prelogin".to_owned(), limits::JSON)
+            .json(&NameBody { name })?;
+        let answer: PreloginAnswer = success(self.http.send(&request)?)?.json()?;
+        let salt: [u8; SALT_LEN] = unb64(&answer.kdf_salt)?
+            .try_into()
+            .map_err(|_| RemoteError::Protocol("KDF salt length"))?;
+        kdf_params_from(&salt, answer.kdf_iterations)
+    }
+
+    fn login_with_keys(
+        &self,
+        name: &str,
+        keys: &PasswordKeys,
+        options: &Login,
+    ) -> Result<Session, RemoteError> {
+        let secret = secret_text(keys);
+        let body = LoginBody {
+            name,
+            login_secret: &secret,
+            second_factor: options.second_factor.as_ref().map(SecondFactor::body),
+            device_token: options.device_token.as_ref().map(|t| t.as_str()),
+            trust_device: options.trust_device.as_deref(),
+        };
+        let request =
+            Request::new(Method::POST, "/v1/sessions".to_owned(), limits::JSON).json(&body)?;
+        let answer = success(self.http.send(&request)?)?;
+        let session: SessionAnswer = answer.json()?;
+        let token = Zeroizing::new(session.token);
+        if token.is_empty() || token.len() > 256 || !token.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(RemoteError::Protocol("malformed session token"));
+        }
+        Ok(Session {
+            connection: Arc::new(Connection {
+                http: self.http.clone(),
+                token,
+                elevation: Mutex::new(None),
+            }),
+            user: KeyringId::from_bytes(unhex16(&session.user)?),
+            expires: session.expires,
+            device_token: session.device_token.map(Zeroizing::new),
+            backup_codes_left: session.backup_codes_left,
+        })
+    }
+
+    /// Logs in: pre-login for the KDF parameters, the password keys derived here (the
+    /// parameters checked against the policy first: a server offering a weak count is
+    /// refused), and the login secret sent. [`RemoteError::AuthenticationFailed`] for a
+    /// wrong name or password, [`RemoteError::MfaRequired`] / [`RemoteError::MfaFailed`]
+    /// for the second factor.
+    pub fn login(
+        &self,
+        name: &str,
+        password: &Password,
+        options: &Login,
+    ) -> Result<Session, RemoteError> {
+        let params = self.prelogin(name)?;
+        let keys = self.derive(password, &params)?;
+        self.login_with_keys(name, &keys, options)
+    }
+
+    /// [`Server::login`], then the sealed keyring downloaded and opened with the same
+    /// password keys (one PBKDF2 run). A keyring that does not open with the password the
+    /// server just accepted was altered: [`RemoteError::Integrity`].
+    pub fn login_and_unlock(
+        &self,
+        name: &str,
+        password: &Password,
+        options: &Login,
+    ) -> Result<(Session, Keyring), RemoteError> {
+        let params = self.prelogin(name)?;
+        let keys = self.derive(password, &params)?;
+        let session = self.login_with_keys(name, &keys, options)?;
+        let (_, sealed) = session.download_keyring()?;
+        let keyring = if sealed.kdf_params() == *keys.params() {
+            sealed.unlock(&keys)?
+        } else {
+            // Changed since the pre-login (another device changed the password).
+            session.open_keyring(&sealed, password)?
+        };
+        Ok((session, keyring))
+    }
+}
+
+/// What a session and its stores share: the server and the token.
+pub(crate) struct Connection {
+    pub(crate) http: Arc<Http>,
+    token: Zeroizing<String>,
+    elevation: Mutex<Option<Zeroizing<String>>>,
+}
+
+impl Connection {
+    /// Sends `request` with the session's token.
+    pub(crate) fn send(&self, request: Request<'_>) -> Result<Answer, RemoteError> {
+        self.http.send(&request.token(&self.token))
+    }
+
+    /// Sends a sensitive request: with the elevation token, if there is one.
+    fn send_sensitive(&self, request: Request<'_>) -> Result<Answer, RemoteError> {
+        let elevation = self
+            .elevation
+            .lock()
+            .map_err(|_| RemoteError::Protocol("session lock poisoned"))?
+            .clone();
+        fn with<'b>(mut request: Request<'b>, elevation: Option<&'b str>) -> Request<'b> {
+            request.elevation = elevation;
+            request
+        }
+        let request = with(request, elevation.as_ref().map(|e| e.as_str()));
+        self.http.send(&request.token(&self.token))
+    }
+}
+
+/// A logged-in session of one account. The token is kept in wiped memory and never shown
+/// in `Debug`.
+pub struct Session {
+    connection: Arc<Connection>,
+    user: KeyringId,
+    expires: u64,
+    device_token: Option<Zeroizing<String>>,
+    backup_codes_left: Option<u64>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("server", &self.connection.http.base())
+            .field("user", &self.user)
+            .field("expires", &self.expires)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Session {
+    /// The account's user id (its keyring id).
+    pub fn user(&self) -> KeyringId {
+        self.user
+    }
+
+    /// When the session ends (Unix seconds, as the server said).
+    pub fn expires(&self) -> u64 {
+        self.expires
+    }
+
+    /// The trusted-device token the server issued at this login (with
+    /// [`Login::trust_device`]): keep it secret, pass it to [`Login::device_token`].
+    pub fn device_token(&self) -> Option<&str> {
+        self.device_token.as_ref().map(|t| t.as_str())
+    }
+
+    /// How many backup codes are left, when one was used to log in.
+    pub fn backup_codes_left(&self) -> Option<u64> {
+        self.backup_codes_left
+    }
+
+    /// The session token, for calling routes this client does not wrap yet (MFA
+    /// enrolment, the audit log). It is a bearer secret: never log or show it.
+    pub fn expose_token(&self) -> &str {
+        &self.connection.token
+    }
+
+    /// A [`crate::Store`] on the server acting for this session, for
+    /// [`crate::Vault::open`].
+    pub fn store(&self) -> RemoteStore {
+        RemoteStore::new(self.connection.clone())
+    }
+
+    /// The sealed keyring and its version (`GET /v1/account/keyring`). Its keyring id must
+    /// be this account's.
+    pub fn download_keyring(&self) -> Result<(u64, SealedKeyring), RemoteError> {
+        let answer = success(self.connection.send(Request::new(
+            Method::GET,
+            "/v1/account/keyring".to_owned(),
+            limits::SMALL_BLOB,
+        ))?)?;
+        let version = answer.version()?;
+        let sealed = SealedKeyring::from_bytes(&answer.body)?;
+        if sealed.keyring_id() != self.user {
+            return Err(RemoteError::Integrity);
+        }
+        Ok((version, sealed))
+    }
+
+    fn open_keyring(
+        &self,
+        sealed: &SealedKeyring,
+        password: &Password,
+    ) -> Result<Keyring, RemoteError> {
+        let keys = PasswordKeys::derive_with_policy(
+            password,
+            &sealed.kdf_params(),
+            &self.connection.http.kdf_policy,
+        )
+        .map_err(RemoteError::Keyring)?;
+        match sealed.unlock(&keys) {
+            Ok(keyring) => Ok(keyring),
+            // A wrong password and an altered blob are one error (THREATS I2).
+            Err(vault_keyring::Error::AuthenticationFailed) => {
+                Err(RemoteError::AuthenticationFailed)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Downloads the sealed keyring and opens it with `password`. A wrong password (or an
+    /// altered keyring; they cannot be told apart) is [`RemoteError::AuthenticationFailed`].
+    pub fn unlock_keyring(&self, password: &Password) -> Result<Keyring, RemoteError> {
+        let (_, sealed) = self.download_keyring()?;
+        self.open_keyring(&sealed, password)
+    }
+
+    /// Changes the password (`POST /v1/account/password`): the keyring is re-sealed here
+    /// under `new` with `new_kdf` (normally freshly calibrated), and the server replaces
+    /// keyring and login verifier together after checking the current login secret. The
+    /// server then ends every session of the account, this one included: log in again.
+    /// With MFA on, [`Session::elevate`] first.
+    pub fn change_password(
+        &self,
+        current: &Password,
+        new: &Password,
+        new_kdf: &KdfParams,
+    ) -> Result<(), RemoteError> {
+        let policy = self.connection.http.kdf_policy;
+        let (version, sealed) = self.download_keyring()?;
+        let old_keys = PasswordKeys::derive_with_policy(current, &sealed.kdf_params(), &policy)
+            .map_err(RemoteError::Keyring)?;
+        let new_keys = PasswordKeys::derive_with_policy(new, new_kdf, &policy)
+            .map_err(RemoteError::Keyring)?;
+        let resealed = match sealed.change_password(&mut OsRng, &old_keys, &new_keys) {
+            Ok(s) => s,
+            Err(vault_keyring::Error::AuthenticationFailed) => {
+                return Err(RemoteError::AuthenticationFailed)
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let (old_secret, new_secret) = (secret_text(&old_keys), secret_text(&new_keys));
+        let body = PasswordBody {
+            expected: version,
+            keyring: b64(&resealed.to_bytes()),
+            login_secret: &old_secret,
+            new_login_secret: &new_secret,
+        };
+        let request = Request::new(
+            Method::POST,
+            "/v1/account/password".to_owned(),
+            limits::JSON,
+        )
+        .json(&body)?;
+        let answer: VersionAnswer = success(self.connection.send_sensitive(request)?)?.json()?;
+        if answer.version != version + 1 {
+            return Err(RemoteError::Protocol(
+                "password change answered another version",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Elevates this session for sensitive operations with a second factor (mfa.md §6):
+    /// the token (5 minutes) is kept and sent with the next sensitive requests.
+    pub fn elevate(&self, factor: &SecondFactor) -> Result<(), RemoteError> {
+        let request = Request::new(
+            Method::POST,
+            "/v1/account/mfa/elevation".to_owned(),
+            limits::JSON,
+        )
+        .json(&ElevationBody {
+            second_factor: factor.body(),
+        })?;
+        let answer: TokenAnswer = success(self.connection.send(request)?)?.json()?;
+        let token = Zeroizing::new(answer.token);
+        if token.is_empty() || token.len() > 256 || !token.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(RemoteError::Protocol("malformed elevation token"));
+        }
+        *self
+            .connection
+            .elevation
+            .lock()
+            .map_err(|_| RemoteError::Protocol("session lock poisoned"))? = Some(token);
+        Ok(())
+    }
+
+    /// The user id of a login name (`GET /v1/users/{name}`); [`RemoteError::NotFound`] if
+    /// there is none. The answer is the server's word: pin the identity and compare
+    /// fingerprints before trusting it ([`crate::Vault::fetch_identity`]).
+    pub fn lookup_user(&self, name: &str) -> Result<KeyringId, RemoteError> {
+        if name.is_empty()
+            || name.len() > 64
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b".-_@+".contains(&b))
+        {
+            return Err(RemoteError::InvalidConfig("not a valid login name"));
+        }
+        let answer: UserAnswer = success(self.connection.send(Request::new(
+            Method::GET,
+            format!("/v1/users/{name}"),
+            limits::JSON,
+        ))?)?
+        .json()?;
+        Ok(KeyringId::from_bytes(unhex16(&answer.user)?))
+    }
+
+    /// The identity bundle of `user` from the server's directory, its self-signature
+    /// verified and its keyring id checked. Not pinned: to share with someone, use
+    /// [`crate::Vault::fetch_identity`], which pins (a changed key is then
+    /// [`crate::Error::KeyChanged`]).
+    pub fn identity(&self, user: KeyringId) -> Result<IdentityBundle, RemoteError> {
+        let answer = success(self.connection.send(Request::new(
+            Method::GET,
+            format!("/v1/identities/{}", hex(user.as_bytes())),
+            limits::SMALL_BLOB,
+        ))?)?;
+        let bundle = IdentityBundle::from_bytes(&answer.body)?;
+        if bundle.keyring_id() != user {
+            return Err(RemoteError::Integrity);
+        }
+        Ok(bundle)
+    }
+
+    /// Ends this session (`DELETE /v1/sessions/current`).
+    pub fn logout(self) -> Result<(), RemoteError> {
+        self.end("/v1/sessions/current")
+    }
+
+    /// Ends every session of the account, on every device (`DELETE /v1/sessions`).
+    pub fn logout_everywhere(self) -> Result<(), RemoteError> {
+        self.end("/v1/sessions")
+    }
+
+    fn end(self, path: &str) -> Result<(), RemoteError> {
+        let answer =
+            self.connection
+                .send(Request::new(Method::DELETE, path.to_owned(), limits::ERROR))?;
+        match answer.status {
+            s if s.is_success() => Ok(()),
+            // Already over.
+            StatusCode::UNAUTHORIZED => Ok(()),
+            _ => Err(answer.error()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn kdf_parameters_from_a_prelogin_answer() {
+        let p = kdf_params_from(&[7; SALT_LEN], 600_000).unwrap();
+        assert_eq!(p.salt(), &[7; SALT_LEN]);
+        assert_eq!(p.iterations(), 600_000);
+        // A weak count is carried as is and refused when the keys are derived.
+        let weak = kdf_params_from(&[7; SALT_LEN], 1).unwrap();
+        assert!(matches!(
+            PasswordKeys::derive(&Password::from("pw"), &weak),
+            Err(vault_keyring::Error::WeakKdfParameters)
+        ));
+    }
+
+    #[test]
+    fn secrets_stay_out_of_debug_output() {
+        let login = Login::new()
+            .second_factor(SecondFactor::totp("123456"))
+            .device_token("device-token-secret");
+        let text = format!("{login:?}");
+        assert!(!text.contains("123456") && !text.contains("device-token-secret"));
+        assert!(!format!("{:?}", SecondFactor::backup_code("ABCD-EFGH")).contains("ABCD"));
+    }
+}
