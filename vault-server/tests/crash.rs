@@ -56,6 +56,9 @@ fn command(dir: &Path, port: u16) -> Command {
 async fn start(dir: &Path) -> Server {
     let port = free_port();
     let child = command(dir, port).spawn().unwrap();
+    // With the sync client's feature on in the same build (the workspace test run), reqwest
+    // uses rustls, which needs a process-wide crypto provider: ring, as everywhere.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
     let base = format!("http://127.0.0.1:{port}");
     let deadline = Instant::now() + Duration::from_secs(30);

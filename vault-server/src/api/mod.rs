@@ -574,6 +574,9 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await });
+        // With the sync client's feature on in the same build (the workspace test run), reqwest
+        // uses rustls, which needs a process-wide crypto provider: ring, as everywhere.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let client = reqwest::Client::builder().no_proxy().build().unwrap();
         for (path, status, code) in [
             ("/panic", 500, "internal"),

@@ -164,6 +164,9 @@ impl TestServer {
             )
             .with_clock(clock.clone()),
         );
+        // With the sync client's feature on in the same build (the workspace test run), reqwest
+        // uses rustls, which needs a process-wide crypto provider: ring, as everywhere.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (stop, stopped) = oneshot::channel::<()>();
