@@ -71,6 +71,13 @@ impl Default for Limits {
 }
 
 impl Limits {
+    /// The body limit of a JSON request that carries a sealed keyring in base64url (password
+    /// change, recovery): the JSON limit plus the base64url form of the largest keyring.
+    pub fn keyring_json_body(&self) -> usize {
+        self.json_body
+            .saturating_add(self.keyring.div_ceil(3).saturating_mul(4))
+    }
+
     /// The body limit of registration: the JSON limit plus the base64url form of the
     /// largest keyring and identity bundle.
     pub fn register_body(&self) -> usize {

@@ -790,9 +790,7 @@ pub(crate) async fn change_password<B: Backend>(
     super::mfa::require_elevation(&state, &auth, &elevation, addr).await?;
     let user = auth.user;
     let limits = state.config.limits;
-    let room = limits
-        .json_body
-        .saturating_add(limits.keyring.div_ceil(3).saturating_mul(4));
+    let room = limits.keyring_json_body();
     let request: ChangePasswordRequest = read_json(&headers, body, room).await?;
     let secret = request.login_secret.login_secret()?;
     let new_secret = request.new_login_secret.login_secret()?;

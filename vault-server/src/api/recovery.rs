@@ -419,9 +419,7 @@ pub(crate) async fn recover<B: Backend>(
     body: Body,
 ) -> Result<Json<VersionResponse>, ApiError> {
     let limits = state.config.limits;
-    let room = limits
-        .json_body
-        .saturating_add(limits.keyring.div_ceil(3).saturating_mul(4));
+    let room = limits.keyring_json_body();
     let request: RecoverRequest = read_json(&headers, body, room).await?;
     let name = normalize_name(&request.name)?;
     let secret = request.recovery_secret.login_secret()?;
@@ -561,9 +559,7 @@ pub(crate) async fn set_recovery<B: Backend>(
     super::mfa::require_elevation(&state, &auth, &elevation, addr).await?;
     let user = auth.user;
     let limits = state.config.limits;
-    let room = limits
-        .json_body
-        .saturating_add(limits.keyring.div_ceil(3).saturating_mul(4));
+    let room = limits.keyring_json_body();
     let request: SetRecoveryRequest = read_json(&headers, body, room).await?;
     let recovery_secret = request.recovery_secret.login_secret()?;
     if request.keyring.0.len() > limits.keyring {
