@@ -27,6 +27,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod cache;
 mod error;
 mod group;
 mod ids;
@@ -42,6 +43,10 @@ mod store;
 mod vault;
 mod wire;
 
+pub use cache::{
+    is_unavailable, CacheOptions, CachedStore, CatchUp, Change, ChangeFeed, ChangePage, ScopeKind,
+    CATCH_UP_PAGE, MAX_CATCH_UP_ROUNDS,
+};
 pub use error::Error;
 pub use group::{group_key_fingerprint, Group};
 pub use ids::{CollectionId, GroupId, ObjectId, VaultId};
@@ -55,9 +60,11 @@ pub use roster::{Member, Role, Roster, RosterUpdate, MAX_MEMBERS};
 pub use share::{Incoming, Pinned};
 pub use store::{
     MemoryStore, ObjectAddress, PageAddress, RecordKind, SledStore, Store, StoreError, Swap,
+    Verified,
 };
 pub use vault::{
     Batch, Collection, Listing, LocalState, PutOptions, Vault, MAX_COLLECTION_NAME_LEN,
+    MERGE_ATTEMPTS,
 };
 
 /// Building blocks for the vectors, the tests and the fuzz targets. Not a stable API.

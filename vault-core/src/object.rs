@@ -32,7 +32,7 @@ use crate::keys::{DataKey, HASH_OBJECT, SEAL_OBJECT_HEADER};
 use crate::page::{
     open_page, seal_page_into, Compression, PagePosition, MAX_PAGE_SIZE, MIN_PAGE_SIZE,
 };
-use crate::store::{ObjectAddress, PageAddress, Store};
+use crate::store::{ObjectAddress, PageAddress, Store, Verified};
 use crate::wire::{Malformed, Reader, Writer};
 
 const HEADER: Context = Context::new(SEAL_OBJECT_HEADER);
@@ -299,8 +299,9 @@ pub(crate) fn load_header(
     place: &ObjectPlace,
     expected_digest: &[u8; 32],
 ) -> Result<Header, Error> {
+    let address = place.address();
     let sealed = store
-        .get_header(&place.address())?
+        .get_header(&address)?
         .ok_or_else(|| integrity("object header missing"))?;
     if !bool::from(digest(&sealed).ct_eq(expected_digest)) {
         return Err(integrity(
@@ -308,7 +309,12 @@ pub(crate) fn load_header(
         ));
     }
     let plain = seal::open(ck, HEADER, &place.ad(), &sealed)?;
-    Header::decode(&plain).map_err(integrity)
+    let header = Header::decode(&plain).map_err(integrity)?;
+    store.verified(Verified::Header {
+        address: &address,
+        sealed: &sealed,
+    });
+    Ok(header)
 }
 
 /// What a finished write produced: what the manifest records.
@@ -528,7 +534,13 @@ impl<'a> ObjectReader<'a> {
         if !bool::from(sealed[tag_at..].ct_eq(&self.header.tags[index as usize])) {
             return Err(integrity("page tag differs from the header's list"));
         }
-        let content = open_page(&self.header.key, &position, &sealed, self.header.page_size)?;
+        // The verified header fixes the page format: a page of another format version
+        // was altered, not written by a newer client.
+        let content = open_page(&self.header.key, &position, &sealed, self.header.page_size)
+            .map_err(|e| match e {
+                Error::UnsupportedFormat => integrity("page format differs from its header's"),
+                other => other,
+            })?;
         let page_size = u64::from(self.header.page_size);
         let expected = if last {
             self.header.meta.size - u64::from(index) * page_size
@@ -538,6 +550,10 @@ impl<'a> ObjectReader<'a> {
         if content.len() as u64 != expected {
             return Err(integrity("page length breaks the object layout"));
         }
+        self.store.verified(Verified::Page {
+            address: &address,
+            sealed: &sealed,
+        });
         Ok(content)
     }
 

@@ -135,6 +135,51 @@ pub trait Store: Send + Sync {
     fn get_record(&self, kind: RecordKind, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
     /// The keys of the records of `kind` whose key starts with `prefix`, in byte order.
     fn list_records(&self, kind: RecordKind, prefix: &[u8]) -> Result<Vec<Vec<u8>>, StoreError>;
+    /// Told by the vault after bytes this store gave (or took) passed every check: a
+    /// caching store keeps only such bytes, so a hostile server cannot plant anything in
+    /// a device's cache (docs/spec/client.md §8.1). The default does nothing.
+    fn verified(&self, item: Verified<'_>) {
+        let _ = item;
+    }
+}
+
+/// Bytes the vault has authenticated, passed to [`Store::verified`].
+#[derive(Clone, Copy, Debug)]
+#[non_exhaustive]
+pub enum Verified<'a> {
+    /// A sealed page whose tag is in its verified header and whose MAC checked.
+    Page {
+        /// Its address.
+        address: &'a PageAddress,
+        /// The sealed page.
+        sealed: &'a [u8],
+    },
+    /// A sealed object header matching its manifest digest and opened.
+    Header {
+        /// Its address.
+        address: &'a ObjectAddress,
+        /// The sealed header.
+        sealed: &'a [u8],
+    },
+    /// A wrapped collection key the vault unwrapped.
+    CollectionKey {
+        /// The collection.
+        collection: &'a CollectionId,
+        /// The key epoch.
+        epoch: u32,
+        /// The wrapped key.
+        wrapped: &'a [u8],
+    },
+    /// A manifest the vault accepted (signature, chain and high-water checks passed), or
+    /// committed itself.
+    Manifest {
+        /// The collection.
+        collection: &'a CollectionId,
+        /// The stored version.
+        version: u64,
+        /// The sealed, signed manifest.
+        sealed: &'a [u8],
+    },
 }
 
 fn page_key(a: &PageAddress) -> [u8; 44] {
@@ -765,5 +810,8 @@ impl<T: Store + ?Sized> Store for std::sync::Arc<T> {
     }
     fn list_records(&self, kind: RecordKind, prefix: &[u8]) -> Result<Vec<Vec<u8>>, StoreError> {
         (**self).list_records(kind, prefix)
+    }
+    fn verified(&self, item: Verified<'_>) {
+        (**self).verified(item)
     }
 }

@@ -22,7 +22,7 @@ use crate::object::{
     ObjectWriter, MAX_RECORDS, MAX_RECORD_KEY_LEN,
 };
 use crate::page::{Compression, DEFAULT_PAGE_SIZE};
-use crate::store::{ObjectAddress, Store, StoreError, Swap};
+use crate::store::{ObjectAddress, Store, StoreError, Swap, Verified};
 
 const COLLECTION_KEY: Context = Context::new(SEAL_COLLECTION_KEY);
 const LOCAL_HIGH_WATER: Context = Context::new("vault/v1/local/high-water");
@@ -302,7 +302,13 @@ impl<S: Store> Vault<S> {
             &self.key_ad(collection, epoch),
             &wrapped,
         )?;
-        crate::keys::symmetric_key(&plain, "wrapped collection key").map(Some)
+        let key = crate::keys::symmetric_key(&plain, "wrapped collection key")?;
+        self.store.verified(Verified::CollectionKey {
+            collection,
+            epoch,
+            wrapped: &wrapped,
+        });
+        Ok(Some(key))
     }
 
     pub(crate) fn trusted_writer(&self, id: &KeyringId) -> Option<IdentityBundle> {
@@ -536,8 +542,20 @@ impl<'v, S: Store> Collection<'v, S> {
         if remembered.as_ref().map(|m| m.version) != Some(manifest.version) {
             v.remember(&self.owner, &self.id, version, &sealed)?;
         }
+        v.store.verified(Verified::Manifest {
+            collection: &self.id,
+            version,
+            sealed: &sealed,
+        });
         self.set_manifest(manifest);
         Ok(())
+    }
+
+    /// Whether the store's manifest moved past the one this handle holds (another writer
+    /// committed since).
+    fn is_stale(&self) -> Result<bool, Error> {
+        let stored = self.vault.store.get_manifest(&self.id)?;
+        Ok(stored.map_or(0, |(version, _)| version) != self.manifest.version)
     }
 
     fn place(&self, object: ObjectId, version: u64, key_epoch: u32) -> ObjectPlace {
@@ -604,7 +622,7 @@ impl<'v, S: Store> Collection<'v, S> {
 
     /// Streams `reader` into the object `name`. Memory stays at about one page whatever
     /// the object's size. The new version becomes visible when the manifest commits; if
-    /// another writer committed first, nothing changes and [`Error::Conflict`] is returned.
+    /// another writer committed first, the write merges with theirs (see [`Batch::commit`]).
     pub fn put_reader(
         &mut self,
         name: &str,
@@ -702,6 +720,11 @@ impl<'v, S: Store> Collection<'v, S> {
             Swap::Done => {
                 self.vault
                     .remember(&self.owner, &self.id, next.version, &sealed)?;
+                self.vault.store.verified(Verified::Manifest {
+                    collection: &self.id,
+                    version: next.version,
+                    sealed: &sealed,
+                });
                 self.set_manifest(next);
                 Ok(())
             }
@@ -857,15 +880,20 @@ impl<S: Store> Batch<'_, '_, S> {
         let c = &*self.collection;
         let existing = self.current(name);
         let (object, version) = match &existing {
-            Some((id, e)) => (*id, e.version + 1),
+            Some((id, e)) => (*id, next_version(e.version)?),
             None => (c.fresh_object_id(&self.pending), 1),
         };
         let created_at = match &existing {
             Some((id, e)) if e.live => {
                 let place = c.place(*id, e.version, e.key_epoch);
-                load_header(&c.vault.store, c.key(e.key_epoch)?, &place, &e.digest)?
-                    .meta
-                    .created_at
+                match load_header(&c.vault.store, c.key(e.key_epoch)?, &place, &e.digest) {
+                    Ok(header) => header.meta.created_at,
+                    // Another writer replaced this version and reclaimed it since this
+                    // device read the manifest: the commit will merge (pages.md §6.1).
+                    // With the manifest unchanged, a missing header is tampering.
+                    Err(Error::Integrity) if c.is_stale()? => now(),
+                    Err(e) => return Err(e),
+                }
             }
             _ => now(),
         };
@@ -937,15 +965,32 @@ impl<S: Store> Batch<'_, '_, S> {
     }
 
     /// Commits every write and deletion of the batch with one signed manifest, then
-    /// reclaims the versions it replaced. On [`Error::Conflict`] nothing changed (the
-    /// batch's pages are removed); refresh the collection and write again.
+    /// reclaims the versions it replaced.
+    ///
+    /// When another writer (another device, or a user the collection is shared with)
+    /// committed first, the batch **merges** with it (docs/spec/pages.md §6.1): it
+    /// re-reads and verifies the new manifest, keeps the other writer's changes, and
+    /// re-applies its own; an object both changed is kept twice, the other writer's under
+    /// its name and this batch's as a conflict copy (`name (conflict YYYY-MM-DD hhmmss)`),
+    /// and an object one side deleted while the other changed it stays, changed. Nothing
+    /// either writer stored is lost. [`Error::Conflict`] comes back only after
+    /// [`MERGE_ATTEMPTS`] merges in a row lost the race again; then nothing changed (the
+    /// batch's pages are removed).
     pub fn commit(mut self) -> Result<(), Error> {
-        let pending = std::mem::take(&mut self.pending);
-        if pending.is_empty() {
-            self.committed = true;
-            return Ok(());
+        let mut pending = std::mem::take(&mut self.pending);
+        let mut merges = 0;
+        while !pending.is_empty() {
+            match self.collection.commit_entries(pending.clone()) {
+                Ok(()) => break,
+                Err(Error::Conflict) if merges < MERGE_ATTEMPTS => {
+                    merges += 1;
+                    let base = self.collection.manifest.clone();
+                    self.collection.refresh()?;
+                    pending = self.rebase(&base, pending)?;
+                }
+                Err(e) => return Err(e),
+            }
         }
-        self.collection.commit_entries(pending)?;
         self.committed = true;
         for address in std::mem::take(&mut self.superseded) {
             self.collection
@@ -955,6 +1000,203 @@ impl<S: Store> Batch<'_, '_, S> {
         }
         Ok(())
     }
+}
+
+impl<S: Store> Batch<'_, '_, S> {
+    /// Re-applies `pending`, written against `base`, on top of the manifest the collection
+    /// holds now (refreshed and verified): the merge of pages.md §6.1.
+    fn rebase(
+        &mut self,
+        base: &Manifest,
+        pending: BTreeMap<ObjectId, Entry>,
+    ) -> Result<BTreeMap<ObjectId, Entry>, Error> {
+        let mut out: BTreeMap<ObjectId, Entry> = BTreeMap::new();
+        for (id, ours) in pending {
+            let before = base.entries.get(&id);
+            let now = self.collection.manifest.entries.get(&id).cloned();
+            if now.as_ref() != before {
+                // The other writer changed this object too.
+                match now {
+                    // Their change wins over our deletion: nothing is lost.
+                    Some(_) if !ours.live => {}
+                    // Both wrote it: keep both, ours as a conflict copy.
+                    Some(theirs) if theirs.live => {
+                        let (to, entry) = self.conflict_copy(id, &ours, &out)?;
+                        out.insert(to, entry);
+                    }
+                    // They deleted it, we changed it: ours stays, as the next version.
+                    Some(theirs) => {
+                        let entry = if ours.version > theirs.version {
+                            ours
+                        } else {
+                            let version = next_version(theirs.version)?;
+                            self.recopy(id, &ours, id, version, &ours.name)?
+                        };
+                        out.insert(id, entry);
+                    }
+                    // A verified successor never drops an entry (refresh checked it).
+                    None => return Err(integrity("an object vanished without a deletion")),
+                }
+                continue;
+            }
+            if before.is_none() {
+                if !ours.live {
+                    // Created and deleted within this batch: nothing to record.
+                    continue;
+                }
+                // A new object: its name may have been taken meanwhile.
+                let taken = self.collection.names.get(&ours.name).copied();
+                if let Some(other) = taken.filter(|other| *other != id) {
+                    let theirs = self.collection.manifest.entries.get(&other).cloned();
+                    match theirs {
+                        Some(theirs) if !theirs.live => {
+                            // The name's object was deleted: ours becomes its next version.
+                            let version = next_version(theirs.version)?;
+                            let entry = self.recopy(id, &ours, other, version, &ours.name)?;
+                            out.insert(other, entry);
+                        }
+                        _ => {
+                            let (to, entry) = self.conflict_copy(id, &ours, &out)?;
+                            out.insert(to, entry);
+                        }
+                    }
+                    continue;
+                }
+            }
+            out.insert(id, ours);
+        }
+        Ok(out)
+    }
+
+    /// Copies our version of `id` to a new object named as a conflict copy.
+    fn conflict_copy(
+        &mut self,
+        id: ObjectId,
+        ours: &Entry,
+        out: &BTreeMap<ObjectId, Entry>,
+    ) -> Result<(ObjectId, Entry), Error> {
+        let c = &*self.collection;
+        let taken = |name: &str| c.names.contains_key(name) || out.values().any(|e| e.name == name);
+        let name = conflict_name(&ours.name, now(), taken);
+        let to = c.fresh_object_id(out);
+        let entry = self.recopy(id, ours, to, 1, &name)?;
+        Ok((to, entry))
+    }
+
+    /// Re-writes our version of `id` (written by this batch) as `to` at `version` named
+    /// `name` (a name lives in the sealed header, and the version in every page's address
+    /// and seal), then removes the original.
+    fn recopy(
+        &mut self,
+        id: ObjectId,
+        ours: &Entry,
+        to: ObjectId,
+        version: u64,
+        name: &str,
+    ) -> Result<Entry, Error> {
+        let c = &*self.collection;
+        let from = c.place(id, ours.version, ours.key_epoch);
+        let header = load_header(&c.vault.store, c.key(ours.key_epoch)?, &from, &ours.digest)?;
+        let mut meta = header.meta.clone();
+        meta.name = name.to_owned();
+        meta.modified_at = now();
+        let page_size = header.page_size;
+        let records = header.records.clone();
+        let epoch = c.write_epoch();
+        let place = c.place(to, version, epoch);
+        let mut writer = ObjectWriter::new(
+            OsRng,
+            &c.vault.store,
+            c.key(epoch)?,
+            place,
+            meta,
+            page_size,
+            Compression::default(),
+        )?;
+        if let Some(index) = records {
+            writer.set_records(index);
+        }
+        self.written.push(place.address());
+        let mut reader = ObjectReader::new(&c.vault.store, from, header);
+        writer.read_from(&mut reader).map_err(io_to_vault_error)?;
+        let written = writer.finish()?;
+        let old = from.address();
+        let _ = c.vault.store.delete_object_version(&old);
+        self.written.retain(|a| a != &old);
+        Ok(Entry {
+            version,
+            key_epoch: epoch,
+            live: true,
+            size: written.meta.size,
+            page_count: written.page_count,
+            digest: written.digest,
+            name: name.to_owned(),
+        })
+    }
+}
+
+/// How many merges a batch makes (each after losing the compare-and-swap) before it gives
+/// up with [`Error::Conflict`].
+pub const MERGE_ATTEMPTS: u32 = 8;
+
+/// The version of an object's next write: the previous plus 1 plus a uniformly random
+/// 32-bit step, so that two writers overwriting the same object at once write to different
+/// addresses and neither can overwrite the other's pages (pages.md §6.1).
+fn next_version(previous: u64) -> Result<u64, Error> {
+    let step = 1 + u64::from(rand_core::RngCore::next_u32(&mut OsRng));
+    previous
+        .checked_add(step)
+        .ok_or(Error::InvalidInput("object version space exhausted"))
+}
+
+/// `dir/report.txt` → `dir/report (conflict 2026-12-04 231500).txt`; then ` 2`, ` 3`, …
+/// before the extension while the name is taken. Kept within the name limit.
+fn conflict_name(name: &str, at: u64, taken: impl Fn(&str) -> bool) -> String {
+    let file_start = name.rfind('/').map_or(0, |i| i + 1);
+    let (stem, ext) = match name[file_start..].rfind('.') {
+        Some(dot) if dot > 0 => name.split_at(file_start + dot),
+        _ => (name, ""),
+    };
+    let stamp = utc_stamp(at);
+    let mut n = 1u64;
+    loop {
+        let tag = if n == 1 {
+            format!(" (conflict {stamp})")
+        } else {
+            format!(" (conflict {stamp} {n})")
+        };
+        let room = crate::object::MAX_NAME_LEN.saturating_sub(tag.len() + ext.len());
+        let mut cut = stem.len().min(room);
+        while !stem.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        let candidate = format!("{}{tag}{ext}", &stem[..cut]);
+        if !taken(&candidate) {
+            return candidate;
+        }
+        n += 1;
+    }
+}
+
+/// `YYYY-MM-DD hhmmss` (UTC) of Unix seconds (the civil-from-days algorithm).
+fn utc_stamp(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}{:02}{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 impl<S: Store> Drop for Batch<'_, '_, S> {

@@ -158,6 +158,9 @@ struct RegisterBody<'a> {
     login_secret: &'a str,
     keyring: String,
     identity: String,
+    /// The recovery code's recovery login secret (api.md §5.1), so that the code can later
+    /// recover the account through the server (`Server::recover`).
+    recovery_secret: &'a str,
 }
 
 #[derive(serde::Serialize)]
@@ -188,6 +191,26 @@ struct PasswordBody<'a> {
 #[derive(serde::Serialize)]
 struct ElevationBody<'a> {
     second_factor: FactorBody<'a>,
+}
+
+#[derive(serde::Serialize)]
+struct RecoveryKeyringBody<'a> {
+    name: &'a str,
+    recovery_secret: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    second_factor: Option<FactorBody<'a>>,
+}
+
+#[derive(serde::Serialize)]
+struct RecoveryBody<'a> {
+    name: &'a str,
+    recovery_secret: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    second_factor: Option<FactorBody<'a>>,
+    expected: u64,
+    keyring: String,
+    new_login_secret: &'a str,
+    new_recovery_secret: &'a str,
 }
 
 #[derive(serde::Deserialize)]
@@ -274,6 +297,122 @@ impl Server {
         self.http.base()
     }
 
+    /// A session resumed from a token saved by an earlier [`Server::login`] (e.g. a
+    /// command-line tool's session file): `token` as [`Session::expose_token`] gave it,
+    /// `user` and `expires` as [`Session::user`] and [`Session::expires`] did. Nothing is
+    /// sent: a token the server no longer accepts shows up as
+    /// [`RemoteError::SessionEnded`] on the first request.
+    pub fn resume(
+        &self,
+        token: &str,
+        user: KeyringId,
+        expires: u64,
+    ) -> Result<Session, RemoteError> {
+        if token.is_empty() || token.len() > 256 || !token.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(RemoteError::InvalidConfig("malformed session token"));
+        }
+        Ok(Session {
+            connection: Arc::new(Connection {
+                http: self.http.clone(),
+                token: Zeroizing::new(token.to_owned()),
+                elevation: Mutex::new(None),
+            }),
+            user,
+            expires,
+            device_token: None,
+            backup_codes_left: None,
+        })
+    }
+
+    /// Recovers the account `name` with its recovery code after the password was lost
+    /// (api.md §5.1 "Recovery"; keyring.md §5.1): the sealed keyring is fetched against the
+    /// code's recovery secret (`POST /v1/recovery/keyring`; with MFA on, `factor` is
+    /// needed), opened here with the code, sealed under `new_password` with `new_kdf` and
+    /// under a **new** recovery code, and sent back with the new login secret and the new
+    /// code's recovery secret (`POST /v1/recovery`). The server ends every session: log in
+    /// with the new password. Returns the keyring and the new recovery code (show it once;
+    /// the old one no longer opens anything). A wrong name or code is
+    /// [`RemoteError::AuthenticationFailed`] (one answer, as for a login).
+    pub fn recover(
+        &self,
+        name: &str,
+        code: &RecoveryCode,
+        new_password: &Password,
+        new_kdf: &KdfParams,
+        factor: Option<&SecondFactor>,
+    ) -> Result<Registration, RemoteError> {
+        let secret = Zeroizing::new(b64(code.recovery_secret().expose_bytes()));
+        let request = Request::new(
+            Method::POST,
+            "/v1/recovery/keyring".to_owned(),
+            limits::SMALL_BLOB,
+        )
+        .json(&RecoveryKeyringBody {
+            name,
+            recovery_secret: &secret,
+            second_factor: factor.map(SecondFactor::body),
+        })?;
+        let answer = success(self.http.send(&request)?)?;
+        let version = answer.version()?;
+        let elevation = match answer.headers.get(super::transport::ELEVATION_HEADER) {
+            Some(v) => {
+                let text = v
+                    .to_str()
+                    .map_err(|_| RemoteError::Protocol("malformed elevation token"))?;
+                if text.is_empty()
+                    || text.len() > 256
+                    || !text.bytes().all(|b| b.is_ascii_graphic())
+                {
+                    return Err(RemoteError::Protocol("malformed elevation token"));
+                }
+                Some(Zeroizing::new(text.to_owned()))
+            }
+            None => None,
+        };
+        let sealed = SealedKeyring::from_bytes(&answer.body)?;
+        let new_keys = self.derive(new_password, new_kdf)?;
+        // The code opens the recovery wrap; a blob it does not open was altered (the server
+        // just accepted the code's recovery secret).
+        let (_, rewrapped) = sealed
+            .recover(&mut OsRng, code, &new_keys)
+            .map_err(|_| RemoteError::Integrity)?;
+        // A new recovery code: the old one was typed somewhere and is now retired.
+        let (resealed, new_code) = rewrapped
+            .rotate_recovery(&mut OsRng, &new_keys)
+            .map_err(RemoteError::from)?;
+        let keyring = resealed.unlock(&new_keys).map_err(RemoteError::from)?;
+        if keyring.id() != sealed.keyring_id() {
+            return Err(RemoteError::Integrity);
+        }
+        let new_secret = secret_text(&new_keys);
+        let new_recovery = Zeroizing::new(b64(new_code.recovery_secret().expose_bytes()));
+        let body = RecoveryBody {
+            name,
+            recovery_secret: &secret,
+            // An elevation from the first step stands for the second factor.
+            second_factor: if elevation.is_some() {
+                None
+            } else {
+                factor.map(SecondFactor::body)
+            },
+            expected: version,
+            keyring: b64(&resealed.to_bytes()),
+            new_login_secret: &new_secret,
+            new_recovery_secret: &new_recovery,
+        };
+        let mut request =
+            Request::new(Method::POST, "/v1/recovery".to_owned(), limits::JSON).json(&body)?;
+        request.elevation = elevation.as_ref().map(|e| e.as_str());
+        let answer: VersionAnswer = success(self.http.send(&request)?)?.json()?;
+        if answer.version != version + 1 {
+            return Err(RemoteError::Protocol("recovery answered another version"));
+        }
+        Ok(Registration {
+            keyring,
+            recovery_code: new_code,
+        })
+    }
+
     fn derive(&self, password: &Password, params: &KdfParams) -> Result<PasswordKeys, RemoteError> {
         PasswordKeys::derive_with_policy(password, params, &self.http.kdf_policy)
             .map_err(RemoteError::Keyring)
@@ -296,12 +435,14 @@ impl Server {
         let (sealed, recovery_code) = SealedKeyring::seal(&mut OsRng, &keyring, &keys);
         let identity = keyring.identity_bundle(&mut OsRng);
         let secret = secret_text(&keys);
+        let recovery_secret = Zeroizing::new(b64(recovery_code.recovery_secret().expose_bytes()));
         let body = RegisterBody {
             name,
             user: hex(keyring.id().as_bytes()),
             login_secret: &secret,
             keyring: b64(&sealed.to_bytes()),
             identity: b64(identity.as_bytes()),
+            recovery_secret: &recovery_secret,
         };
         let request =
             Request::new(Method::POST, "/v1/accounts".to_owned(), limits::JSON).json(&body)?;

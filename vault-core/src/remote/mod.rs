@@ -26,9 +26,10 @@
 //! The client is blocking (the [`Store`] trait is synchronous): do not call it from inside an
 //! async runtime's worker thread.
 //!
-//! Not yet here: account recovery with the recovery code (the server's recovery routes are
-//! being added; the client follows), MFA enrolment (use the routes of api.md §5.5 with
-//! [`Session::expose_token`]), and the change feed.
+//! Also here: account recovery with the recovery code ([`Server::recover`]), resuming a
+//! saved session ([`Server::resume`]) and the change feed ([`RemoteStore::changes`], used by
+//! [`CachedStore::catch_up`](crate::CachedStore::catch_up); docs/spec/client.md §8). Not yet
+//! here: MFA enrolment (use the routes of api.md §5.5 with [`Session::expose_token`]).
 //!
 //! [`Store`]: crate::Store
 

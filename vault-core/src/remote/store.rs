@@ -11,8 +11,16 @@ use reqwest::{Method, StatusCode};
 use super::account::Connection;
 use super::transport::{limits, Answer, Request};
 use super::{hex, unhex16, RemoteError};
-use crate::ids::CollectionId;
+use crate::cache::{Change, ChangeFeed, ChangePage, ScopeKind};
+use crate::ids::{CollectionId, ObjectId};
 use crate::store::{ObjectAddress, PageAddress, RecordKind, Store, StoreError, Swap};
+
+/// The most bytes of a change-feed answer: 1000 changes (the server's maximum per answer) of
+/// at most about 300 bytes each, with room to spare.
+const CHANGES_LIMIT: usize = 1024 * 1024;
+
+/// The largest cursor the server accepts (api.md §2: counters are at most 2^53 − 1).
+const MAX_CURSOR: u64 = (1 << 53) - 1;
 
 /// A [`Store`] on the server, for [`crate::Vault::open`]: made by
 /// [`super::Session::store`], it acts for that session's account. Clones share the session.
@@ -136,6 +144,125 @@ struct VersionAnswer {
     version: u64,
 }
 
+#[derive(serde::Deserialize)]
+struct RawChanges {
+    changes: Vec<RawChange>,
+    next: u64,
+    more: bool,
+}
+
+/// One change as the server sends it (api.md §5.4): the fields of every kind, each
+/// required by the kinds that have it. Unknown fields are ignored (a newer server may add
+/// some).
+#[derive(serde::Deserialize)]
+struct RawChange {
+    seq: u64,
+    kind: String,
+    scope: Option<String>,
+    scope_kind: Option<String>,
+    collection: Option<String>,
+    object: Option<String>,
+    version: Option<u64>,
+    epoch: Option<u32>,
+    recipient: Option<String>,
+    owner: Option<String>,
+    target: Option<String>,
+    group: Option<String>,
+}
+
+fn field<T>(value: Option<T>) -> Result<T, RemoteError> {
+    value.ok_or(RemoteError::Protocol("change without a field of its kind"))
+}
+
+fn id_field(value: Option<&String>) -> Result<[u8; 16], RemoteError> {
+    unhex16(field(value)?)
+}
+
+fn scope_kind(value: Option<&String>) -> Result<ScopeKind, RemoteError> {
+    match field(value)?.as_str() {
+        "collection" => Ok(ScopeKind::Collection),
+        "group" => Ok(ScopeKind::Group),
+        _ => Err(RemoteError::Protocol("change with an unknown scope kind")),
+    }
+}
+
+/// The change `raw` stands for; `None` for a kind this client does not know (skipped: a
+/// newer server may add kinds). A known kind with a missing or malformed field is an error.
+fn change_of(raw: &RawChange) -> Result<Option<Change>, RemoteError> {
+    let change = match raw.kind.as_str() {
+        "scope_created" => Change::ScopeCreated {
+            scope: id_field(raw.scope.as_ref())?,
+            kind: scope_kind(raw.scope_kind.as_ref())?,
+        },
+        "scope_deleted" => Change::ScopeDeleted {
+            scope: id_field(raw.scope.as_ref())?,
+            kind: scope_kind(raw.scope_kind.as_ref())?,
+        },
+        "manifest" => Change::Manifest {
+            collection: CollectionId::from_bytes(id_field(raw.collection.as_ref())?),
+            version: field(raw.version)?,
+        },
+        "collection_key" => Change::CollectionKey {
+            collection: CollectionId::from_bytes(id_field(raw.collection.as_ref())?),
+            epoch: field(raw.epoch)?,
+        },
+        "object_deleted" => Change::ObjectDeleted(ObjectAddress {
+            collection: CollectionId::from_bytes(id_field(raw.collection.as_ref())?),
+            object: ObjectId::from_bytes(id_field(raw.object.as_ref())?),
+            version: field(raw.version)?,
+        }),
+        kind @ ("envelope" | "envelope_deleted") => {
+            let mut key = [0u8; 52];
+            key[..16].copy_from_slice(&id_field(raw.recipient.as_ref())?);
+            key[16..32].copy_from_slice(&id_field(raw.owner.as_ref())?);
+            key[32..48].copy_from_slice(&id_field(raw.target.as_ref())?);
+            key[48..].copy_from_slice(&field(raw.epoch)?.to_be_bytes());
+            Change::Envelope {
+                key,
+                deleted: kind == "envelope_deleted",
+            }
+        }
+        "roster" => Change::Roster {
+            group: id_field(raw.group.as_ref())?,
+            version: field(raw.version)?,
+        },
+        _ => return Ok(None),
+    };
+    Ok(Some(change))
+}
+
+/// Turns the server's answer to `GET /v1/changes?after=…&limit=…` into a checked page.
+fn parse_changes(body: RawChanges, after: u64, limit: u32) -> Result<ChangePage, RemoteError> {
+    if body.next > MAX_CURSOR {
+        return Err(RemoteError::Protocol("change feed cursor out of range"));
+    }
+    if body.changes.len() > limit as usize {
+        return Err(RemoteError::Protocol(
+            "change feed answered more changes than asked",
+        ));
+    }
+    let mut page = ChangePage {
+        changes: Vec::with_capacity(body.changes.len()),
+        next: body.next,
+        more: body.more,
+        skipped: 0,
+    };
+    let mut last = after;
+    for raw in &body.changes {
+        // Positions are checked for every change, of known kinds or not.
+        if raw.seq <= last || raw.seq > body.next {
+            return Err(RemoteError::Protocol("change feed positions out of order"));
+        }
+        last = raw.seq;
+        match change_of(raw)? {
+            Some(change) => page.changes.push((raw.seq, change)),
+            None => page.skipped += 1,
+        }
+    }
+    page.check(after, limit).map_err(RemoteError::Protocol)?;
+    Ok(page)
+}
+
 fn expect_success(answer: Answer) -> Result<Answer, RemoteError> {
     if answer.status.is_success() {
         Ok(answer)
@@ -150,6 +277,32 @@ impl RemoteStore {
             connection,
             scopes: Arc::new(Mutex::new(BTreeSet::new())),
         }
+    }
+
+    /// The change feed (`GET /v1/changes`, docs/spec/api.md §5.4): up to `limit` (1–1000)
+    /// changes after the cursor `after`, in the scopes this account may reach. The answer
+    /// is read up to 1 MiB and checked strictly (docs/spec/client.md §8.3): positions
+    /// strictly increasing between `after` and `next`, `next` not behind `after` and ahead
+    /// of it when `more` is set, every field of a known kind present and well formed.
+    /// Changes of kinds this client does not know are skipped and counted
+    /// ([`ChangePage::skipped`]). [`crate::CachedStore::catch_up`] pages through it.
+    pub fn changes(&self, after: u64, limit: u32) -> Result<ChangePage, RemoteError> {
+        if !(1..=crate::cache::CATCH_UP_PAGE).contains(&limit) {
+            return Err(RemoteError::InvalidConfig(
+                "change feed limit must be 1-1000",
+            ));
+        }
+        if after > MAX_CURSOR {
+            return Err(RemoteError::InvalidConfig(
+                "change feed cursor out of range",
+            ));
+        }
+        let answer = expect_success(self.send(Request::new(
+            Method::GET,
+            format!("/v1/changes?after={after}&limit={limit}"),
+            CHANGES_LIMIT,
+        ))?)?;
+        parse_changes(answer.json()?, after, limit)
     }
 
     fn send(&self, request: Request<'_>) -> Result<Answer, RemoteError> {
@@ -402,6 +555,12 @@ impl RemoteStore {
     }
 }
 
+impl ChangeFeed for RemoteStore {
+    fn changes(&self, after: u64, limit: u32) -> Result<ChangePage, StoreError> {
+        RemoteStore::changes(self, after, limit).map_err(store_error)
+    }
+}
+
 impl Store for RemoteStore {
     fn put_page(&self, address: &PageAddress, page: &[u8]) -> Result<(), StoreError> {
         self.put_blob(page_path(address), page)
@@ -503,5 +662,89 @@ impl Store for RemoteStore {
 
     fn list_records(&self, kind: RecordKind, prefix: &[u8]) -> Result<Vec<Vec<u8>>, StoreError> {
         self.do_list_records(kind, prefix).map_err(store_error)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod change_feed_tests {
+    use super::*;
+
+    const C: &str = "0101010101010101010101010101010";
+
+    fn parse(json: &str, after: u64, limit: u32) -> Result<ChangePage, RemoteError> {
+        parse_changes(serde_json::from_str(json).unwrap(), after, limit)
+    }
+
+    #[test]
+    fn every_kind_parses_and_unknown_kinds_are_skipped() {
+        let json = format!(
+            r#"{{"changes":[
+            {{"seq":3,"kind":"scope_created","scope":"{C}1","scope_kind":"collection"}},
+            {{"seq":4,"kind":"manifest","collection":"{C}1","version":2}},
+            {{"seq":5,"kind":"collection_key","collection":"{C}1","epoch":2}},
+            {{"seq":6,"kind":"object_deleted","collection":"{C}1","object":"{C}2","version":1}},
+            {{"seq":7,"kind":"envelope","recipient":"{C}3","owner":"{C}4","target":"{C}1","epoch":1}},
+            {{"seq":8,"kind":"envelope_deleted","recipient":"{C}3","owner":"{C}4","target":"{C}1","epoch":1}},
+            {{"seq":9,"kind":"roster","group":"{C}5","version":3,"extra":true}},
+            {{"seq":10,"kind":"something_new","whatever":1}},
+            {{"seq":11,"kind":"scope_deleted","scope":"{C}5","scope_kind":"group"}}
+            ],"next":12,"more":true}}"#
+        );
+        let page = parse(&json, 2, 100).unwrap();
+        assert_eq!(page.changes.len(), 8);
+        assert_eq!(page.skipped, 1);
+        assert_eq!((page.next, page.more), (12, true));
+        let c = CollectionId::from_bytes(unhex16(&format!("{C}1")).unwrap());
+        assert_eq!(
+            page.changes[1],
+            (
+                4,
+                Change::Manifest {
+                    collection: c,
+                    version: 2
+                }
+            )
+        );
+        assert!(matches!(
+            page.changes[5].1,
+            Change::Envelope { deleted: true, .. }
+        ));
+        assert!(matches!(
+            page.changes[7].1,
+            Change::ScopeDeleted {
+                kind: ScopeKind::Group,
+                ..
+            }
+        ));
+        // An empty answer at the end of the feed.
+        let end = parse(r#"{"changes":[],"next":2,"more":false}"#, 2, 100).unwrap();
+        assert!(end.changes.is_empty());
+    }
+
+    #[test]
+    fn broken_answers_are_refused() {
+        for bad in [
+            // A field of its kind missing, malformed (upper case, short) or of another type.
+            format!(r#"{{"changes":[{{"seq":3,"kind":"manifest","collection":"{C}1"}}],"next":3,"more":false}}"#),
+            format!(r#"{{"changes":[{{"seq":3,"kind":"manifest","collection":"{C}A","version":1}}],"next":3,"more":false}}"#),
+            r#"{"changes":[{"seq":3,"kind":"manifest","collection":"0101","version":1}],"next":3,"more":false}"#.to_owned(),
+            format!(r#"{{"changes":[{{"seq":3,"kind":"scope_created","scope":"{C}1","scope_kind":"folder"}}],"next":3,"more":false}}"#),
+            // Positions: not after the cursor, out of order (even of a skipped kind), beyond next.
+            format!(r#"{{"changes":[{{"seq":2,"kind":"roster","group":"{C}1","version":1}}],"next":3,"more":false}}"#),
+            r#"{"changes":[{"seq":5,"kind":"new"},{"seq":4,"kind":"new"}],"next":6,"more":false}"#.to_owned(),
+            format!(r#"{{"changes":[{{"seq":9,"kind":"roster","group":"{C}1","version":1}}],"next":3,"more":false}}"#),
+            // The cursor going back, not moving with more, or out of the server's range.
+            r#"{"changes":[],"next":1,"more":false}"#.to_owned(),
+            r#"{"changes":[],"next":2,"more":true}"#.to_owned(),
+            r#"{"changes":[],"next":9007199254740992,"more":false}"#.to_owned(),
+        ] {
+            assert!(parse(&bad, 2, 100).is_err(), "{bad}");
+        }
+        // More changes than asked for.
+        let two =
+            r#"{"changes":[{"seq":3,"kind":"new"},{"seq":4,"kind":"new"}],"next":4,"more":true}"#;
+        assert!(parse(two, 2, 1).is_err());
+        assert!(parse(two, 2, 2).is_ok());
     }
 }
