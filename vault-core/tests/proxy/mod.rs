@@ -95,6 +95,14 @@ impl Response {
     }
 }
 
+/// An answer with this status is not an answer: the proxy closes the connection without
+/// writing anything (a connection dropped before the answer; for a write, after the server
+/// may already have done it).
+pub const CUT: u16 = 0;
+/// An answer with this status is the real answer's head and the first half of its body, then
+/// the connection closes (a connection dropped in the middle of a download).
+pub const CUT_MID_BODY: u16 = 1;
+
 /// What the test plugs in: sees each request and the server's answer, returns the answer
 /// the client gets.
 pub type Rule = dyn Fn(&Request, Response) -> Response + Send + Sync;
@@ -423,7 +431,15 @@ fn serve_connection(s: &Shared, conn: TcpStream) -> std::io::Result<()> {
 }
 
 fn write_answer(out: &mut TcpStream, answer: &Response) -> std::io::Result<()> {
-    let mut head = format!("HTTP/1.1 {} X\r\n", answer.status);
+    let (status, cut) = match answer.status {
+        CUT => {
+            let _ = out.shutdown(std::net::Shutdown::Both);
+            return Err(std::io::Error::other("connection cut by the test"));
+        }
+        CUT_MID_BODY => (200, Some(answer.body.len() / 2)),
+        s => (s, None),
+    };
+    let mut head = format!("HTTP/1.1 {status} X\r\n");
     for (n, v) in &answer.headers {
         if !is_hop_by_hop(n) {
             head.push_str(&format!("{n}: {v}\r\n"));
@@ -435,6 +451,12 @@ fn write_answer(out: &mut TcpStream, answer: &Response) -> std::io::Result<()> {
     }
     head.push_str("\r\n");
     out.write_all(head.as_bytes())?;
+    if let Some(half) = cut {
+        out.write_all(&answer.body[..half])?;
+        out.flush()?;
+        let _ = out.shutdown(std::net::Shutdown::Both);
+        return Err(std::io::Error::other("connection cut by the test"));
+    }
     if !no_body {
         out.write_all(&answer.body)?;
     }
