@@ -4,7 +4,7 @@
 #
 #   scripts/tour.sh            # everything: tests, fuzz 60 s per target, benchmarks (~1 h)
 #   scripts/tour.sh --quick    # tests, fuzz 10 s per target, benchmarks compiled only
-#   scripts/tour.sh --check    # compiles every step's target without running it (CI)
+#   scripts/tour.sh --check    # every step's target exists; fuzz and benchmarks build (CI)
 #
 # Nothing here needs ../shared: the vectors are in the repository (see each vectors
 # folder's LICENSE and SOURCE). The corpus benchmark beside restic, borg and rage needs the
@@ -23,13 +23,34 @@ esac
 
 step() { printf '\n==> %s\n' "$*"; }
 
-# test WHAT PACKAGE ARGS…: runs (or with --check only builds) the named tests.
+if [ "$mode" = --check ]; then
+    metadata="$(mktemp)"
+    trap 'rm -f "$metadata"' EXIT
+    cargo metadata --locked --no-deps --format-version 1 >"$metadata"
+fi
+
+# test WHAT -p PACKAGE ARGS…: runs the named tests; with --check, checks that the package
+# has every named test target (CI builds and runs them all through scripts/test.sh).
 test_step() {
     local what="$1"
     shift
     step "$what"
     if [ "$mode" = --check ]; then
-        cargo test --locked "$@" --no-run -q
+        python3 - "$metadata" "$@" <<'PY'
+import json, sys
+meta = json.load(open(sys.argv[1]))
+args = sys.argv[2:]
+package = args[args.index("-p") + 1]
+targets = {(t["name"], tuple(t["kind"])) for p in meta["packages"] if p["name"] == package for t in p["targets"]}
+if not targets:
+    sys.exit(f"tour: no package {package}")
+for i, a in enumerate(args):
+    if a == "--test" and (args[i + 1], ("test",)) not in targets:
+        sys.exit(f"tour: {package} has no test target {args[i + 1]}")
+    if a == "--lib" and not any("lib" in k for _, k in targets):
+        sys.exit(f"tour: {package} has no library")
+print(f"   {package}: {' '.join(args[2:])}: present")
+PY
     else
         cargo test --locked "$@"
     fi
