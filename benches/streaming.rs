@@ -16,53 +16,13 @@ use std::hash::Hasher;
 use std::io::{self, Read};
 use std::time::Instant;
 
-use rand_chacha::rand_core::{RngCore, SeedableRng};
+use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
-use vault_benches::{PageSink, SplitStore};
+use vault_benches::{peak_rss_mib, PageSink, Source, SplitStore, Sum};
 use vault_core::{Compression, LocalState, PageAddress, PutOptions, SledStore, StoreError, Vault};
 use vault_keyring::{Keyring, KeyringOptions};
 
 const MIB: u64 = 1024 * 1024;
-
-/// Peak resident set size of this process so far (VmHWM), in MiB.
-fn peak_rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|kb| kb.parse::<f64>().ok())
-        .map_or(f64::NAN, |kb| kb / 1024.0)
-}
-
-/// An endless pseudo-random source that never holds more than its small buffer.
-struct Source {
-    rng: ChaCha20Rng,
-    left: u64,
-}
-
-impl Read for Source {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = buf.len().min(self.left as usize).min(64 * 1024);
-        self.rng.fill_bytes(&mut buf[..n]);
-        self.left -= n as u64;
-        Ok(n)
-    }
-}
-
-/// A cheap running checksum to compare what went in with what came out.
-struct Sum(std::collections::hash_map::DefaultHasher, u64);
-
-impl io::Write for Sum {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.write(buf);
-        self.1 += buf.len() as u64;
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
 
 /// Pages as files in a directory (one file per page); everything else in memory.
 struct FilePages {

@@ -88,7 +88,7 @@ esac
 
 step "benchmarks: each against a named reference in the same run (docs/PERFORMANCE.md)"
 if [ "$mode" = full ]; then
-    for b in keyring pages streaming handover server; do
+    for b in keyring pages streaming handover server sync; do
         cargo bench --locked -p vault-benches --bench "$b"
     done
 else

@@ -94,3 +94,48 @@ impl<P: PageSink> Store for SplitStore<P> {
         self.rest.list_records(k, prefix)
     }
 }
+
+/// Peak resident set size of this process so far (`VmHWM`), in MiB (NaN where
+/// `/proc/self/status` is not there).
+pub fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+/// A pseudo-random stream of `left` bytes from `rng` that never holds more than its reader's
+/// buffer (at most 64 KiB per read).
+pub struct Source<R> {
+    /// Where the bytes come from.
+    pub rng: R,
+    /// Bytes still to give.
+    pub left: u64,
+}
+
+impl<R: rand_core::RngCore> std::io::Read for Source<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = buf.len().min(self.left as usize).min(64 * 1024);
+        self.rng.fill_bytes(&mut buf[..n]);
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
+/// A cheap running checksum and byte count of what is written, to compare what went in
+/// with what came out without keeping either.
+pub struct Sum(pub std::collections::hash_map::DefaultHasher, pub u64);
+
+impl std::io::Write for Sum {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        std::hash::Hasher::write(&mut self.0, buf);
+        self.1 += buf.len() as u64;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}

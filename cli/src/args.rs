@@ -246,6 +246,9 @@ pub enum Command {
     /// Security groups.
     #[command(subcommand)]
     Groups(GroupCommand),
+    /// Multi-factor authentication: enrol an authenticator, backup codes, turn it off.
+    #[command(subcommand)]
+    Mfa(MfaCommand),
 }
 
 /// `vault groups …`.
@@ -284,5 +287,49 @@ pub enum GroupCommand {
         collection: String,
         /// The group id.
         group: String,
+    },
+}
+
+/// The kind of one-time-password factor to enrol.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum OtpKindArg {
+    /// Time-based codes (authenticator apps).
+    #[default]
+    Totp,
+    /// Counter-based codes.
+    Hotp,
+}
+
+/// `vault mfa …`.
+#[derive(Subcommand, Debug)]
+pub enum MfaCommand {
+    /// Show the account's MFA settings (factors, backup codes left, trusted devices).
+    Status,
+    /// Start enrolling an authenticator: prints its secret and otpauth:// URI once.
+    Enable {
+        /// The kind of factor.
+        #[arg(long, value_enum, default_value_t = OtpKindArg::Totp)]
+        kind: OtpKindArg,
+        /// A second factor, if MFA is already on (to add or replace a factor).
+        #[command(flatten)]
+        factor: FactorArgs,
+    },
+    /// Confirm the enrolment with the first code the authenticator shows; prints the
+    /// backup codes once.
+    Confirm {
+        /// The code the authenticator shows now.
+        code: String,
+    },
+    /// Replace the backup codes with ten new ones (printed once).
+    BackupCodes {
+        /// A second factor (needed).
+        #[command(flatten)]
+        factor: FactorArgs,
+    },
+    /// Turn MFA off (factors, backup codes and trusted devices are removed).
+    Disable {
+        /// A second factor (needed).
+        #[command(flatten)]
+        factor: FactorArgs,
     },
 }

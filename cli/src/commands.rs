@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
-use vault_core::remote::{Login, RemoteStore, Server, Session};
+use vault_core::remote::{Login, Server, Session};
 use vault_core::{GroupId, LocalState, Role, Store, Vault};
 use vault_keyring::{
     Fingerprint, IdentityBundle, KeyringId, KeyringOptions, Password, RecoveryCode,
@@ -24,7 +24,12 @@ pub fn run(cli: Cli, out: &Output) -> Result<()> {
     let dir = StateDir::locate(cli.global.dir.clone())?;
     let passwords = Passwords::new(cli.global.password_stdin);
     let p = &passwords;
-    match cli.command {
+    // Commands that work offline: `ls` and `get` on the cache, `put` and `rm` queued.
+    let read_only = matches!(
+        cli.command,
+        Command::Ls { .. } | Command::Get { .. } | Command::Put { .. } | Command::Rm { .. }
+    );
+    let result = match cli.command {
         Command::Register { user, server } => register(dir, &user, &server, p, out),
         Command::Login {
             user,
@@ -82,7 +87,9 @@ pub fn run(cli: Cli, out: &Output) -> Result<()> {
             factor,
         } => recover(dir, &user, &server, &factor, p, out),
         Command::Groups(g) => groups(dir, g, p, out),
-    }
+        Command::Mfa(m) => crate::mfa::run(dir, m, p, out),
+    };
+    result.map_err(|e| crate::offline::explain(e, read_only))
 }
 
 /// A fingerprint as 64 hex digits without spaces (for `--json` and `--fingerprint`).
@@ -333,7 +340,7 @@ fn open(dir: StateDir, passwords: &Passwords, out: &Output) -> Result<Open> {
     LoggedIn::resume(dir, out)?.open_vault(passwords, out)
 }
 
-fn own_collection_exists(vault: &Vault<RemoteStore>, name: &str) -> Result<bool> {
+fn own_collection_exists(vault: &Vault<crate::offline::CliStore>, name: &str) -> Result<bool> {
     let id = vault.collection_id(name);
     Ok(vault
         .store()
@@ -357,21 +364,34 @@ fn put(
     let open = open(dir, passwords, out)?;
     let mut c = open.vault.collection(collection)?;
     transfer::put_all(&mut c, &files, out)?;
+    let queued = c.queued();
     let bytes: u64 = files.iter().map(|f| f.size).sum();
     let objects: Vec<Value> = files
         .iter()
         .map(|f| json!({ "name": f.name, "size": f.size }))
         .collect();
     out.done(
-        json!({ "collection": collection, "objects": objects, "bytes": bytes }),
+        json!({ "collection": collection, "objects": objects, "bytes": bytes, "queued": queued }),
         || {
-            vec![format!(
+            let mut lines = vec![format!(
                 "stored {} file(s), {bytes} bytes, in {collection:?}",
                 files.len()
-            )]
+            )];
+            lines.extend(queued_note(queued));
+            lines
         },
     );
     Ok(())
+}
+
+/// The note of a write kept on this device while the server is unreachable.
+fn queued_note(queued: usize) -> Option<String> {
+    (queued > 0).then(|| {
+        format!(
+            "the server is unreachable: kept on this device ({queued} change(s) queued); \
+             `vault sync` sends them when it is back"
+        )
+    })
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -387,7 +407,14 @@ fn get(
     out: &Output,
 ) -> Result<()> {
     let open = open(dir, passwords, out)?;
-    let c = sync::open_for_read(&open.vault, &open.ctx.session, collection, owner)?;
+    let c = sync::open_for_read(
+        &open.vault,
+        &open.ctx.session,
+        &open.ctx.dir,
+        collection,
+        owner,
+    )?;
+    crate::offline::warn_if_offline(&open, out);
     let mut got = Vec::new();
     if all {
         let target = output.ok_or_else(|| CliError::general("--all needs -o DIR"))?;
@@ -485,7 +512,14 @@ fn ls(
         });
         return Ok(());
     }
-    let c = sync::open_for_read(&open.vault, &open.ctx.session, collection, owner)?;
+    let c = sync::open_for_read(
+        &open.vault,
+        &open.ctx.session,
+        &open.ctx.dir,
+        collection,
+        owner,
+    )?;
+    crate::offline::warn_if_offline(&open, out);
     let list = c.list();
     let objects: Vec<Value> = list
         .iter()
@@ -522,9 +556,15 @@ fn rm(
     }
     let mut c = open.vault.collection(collection)?;
     c.delete(name)?;
-    out.done(json!({ "collection": collection, "removed": name }), || {
-        vec![format!("removed {name} from {collection:?}")]
-    });
+    let queued = c.queued();
+    out.done(
+        json!({ "collection": collection, "removed": name, "queued": queued }),
+        || {
+            let mut lines = vec![format!("removed {name} from {collection:?}")];
+            lines.extend(queued_note(queued));
+            lines
+        },
+    );
     Ok(())
 }
 
@@ -740,65 +780,7 @@ fn unshare(
 
 fn sync_cmd(dir: StateDir, passwords: &Passwords, out: &Output) -> Result<()> {
     let open = open(dir, passwords, out)?;
-    let before = open.ctx.dir.sync_snapshot()?;
-    let (found, pending) = sync::collections(&open.vault)?;
-    let mut now = sync::Snapshot::default();
-    let mut report = Vec::new();
-    for f in &found {
-        let seen = sync::seen(f);
-        let key = sync::key(f);
-        let changes = sync::diff(before.collections.get(&key), &seen);
-        report.push((
-            f.name.clone(),
-            seen.owner.clone(),
-            f.own,
-            seen.version,
-            changes,
-        ));
-        now.collections.insert(key, seen);
-    }
-    open.ctx.dir.save_sync_snapshot(&now)?;
-    let pending: Vec<String> = pending.iter().map(|p| p.owner.to_string()).collect();
-    let list: Vec<Value> = report
-        .iter()
-        .map(|(name, owner, own, version, ch)| {
-            json!({
-                "name": name,
-                "owner": owner,
-                "own": own,
-                "version": version,
-                "added": ch.added,
-                "changed": ch.changed,
-                "removed": ch.removed,
-            })
-        })
-        .collect();
-    out.done(json!({ "collections": list, "pending": pending }), || {
-        let mut lines = Vec::new();
-        for (name, owner, own, _, ch) in &report {
-            let whose = if *own {
-                String::new()
-            } else {
-                format!(" (shared by {owner})")
-            };
-            if ch.is_empty() {
-                lines.push(format!("{name}{whose}: up to date"));
-                continue;
-            }
-            lines.push(format!("{name}{whose}:"));
-            lines.extend(ch.added.iter().map(|n| format!("  + {n}")));
-            lines.extend(ch.changed.iter().map(|n| format!("  ~ {n}")));
-            lines.extend(ch.removed.iter().map(|n| format!("  - {n}")));
-        }
-        for p in &pending {
-            lines.push(format!("shares from {p} wait for `vault trust {p}`"));
-        }
-        if lines.is_empty() {
-            lines.push("no collections yet".to_owned());
-        }
-        lines
-    });
-    Ok(())
+    crate::offline::sync_cmd(&open, out)
 }
 
 fn passwd(dir: StateDir, factor: &FactorArgs, passwords: &Passwords, out: &Output) -> Result<()> {

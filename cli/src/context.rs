@@ -3,7 +3,7 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rand_core::OsRng;
-use vault_core::remote::{RemoteStore, Server, ServerOptions, Session};
+use vault_core::remote::{Server, ServerOptions, Session};
 use vault_core::{LocalState, Vault};
 use vault_keyring::{
     KdfParams, KdfPolicy, Keyring, KeyringId, Password, PasswordKeys, SealedKeyring,
@@ -156,7 +156,9 @@ impl LoggedIn {
                 CliError::from(e)
                     .hint("is another `vault` command running with this state directory?")
             })?;
-        let vault = Vault::open(self.session.store(), keyring, state);
+        let store =
+            crate::offline::open_cache(&self.dir, &keyring.id().to_string(), self.session.store())?;
+        let vault = Vault::open(store, keyring, state);
         Ok(Open { ctx: self, vault })
     }
 
@@ -194,6 +196,6 @@ impl LoggedIn {
 pub struct Open {
     /// The session and configuration.
     pub ctx: LoggedIn,
-    /// The vault on the server.
-    pub vault: Vault<RemoteStore>,
+    /// The vault on the server, through this device's local cache.
+    pub vault: Vault<crate::offline::CliStore>,
 }

@@ -13,6 +13,8 @@ mod args;
 mod commands;
 mod context;
 pub mod error;
+mod mfa;
+mod offline;
 mod output;
 mod secrets;
 mod state;

@@ -1,24 +1,25 @@
 //! Finding collections (own and shared) and what changed since the last `vault sync`.
 //!
-//! For now every collection's manifest is re-read through the remote store (each one
-//! verified against this device's high-water mark); a local cache and the change feed are
-//! being built in vault-core and will replace the re-reading.
+//! [`collections`] re-reads every collection's manifest (each one verified against this
+//! device's high-water mark): the first-time discovery of `vault sync` (crate::offline),
+//! which afterwards refreshes only what the server's change feed names.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use vault_core::remote::{RemoteStore, Session};
+use vault_core::remote::Session;
 use vault_core::{Collection, CollectionId, Error, RecordKind, Store, Vault, VaultId};
 use vault_keyring::envelope::{self, Purpose};
 use vault_keyring::KeyringId;
 
 use crate::context::parse_user_id;
-use crate::error::{CliError, Result, NOT_FOUND};
+use crate::error::{CliError, Result, NOT_FOUND, UNREACHABLE};
+use crate::offline::CliStore;
 
 /// A collection this user can read.
 pub struct Found<'v> {
     /// The open collection (manifest verified).
-    pub collection: Collection<'v, RemoteStore>,
+    pub collection: Collection<'v, CliStore>,
     /// Its name (from the signed manifest).
     pub name: String,
     /// Whether it is this user's own.
@@ -34,7 +35,7 @@ pub struct Pending {
 /// Every collection this user owns or that is shared with them and readable now, and the
 /// owners of shares that wait for `vault trust`. A collection that fails its checks is an
 /// error (integrity is never skipped).
-pub fn collections(vault: &Vault<RemoteStore>) -> Result<(Vec<Found<'_>>, Vec<Pending>)> {
+pub fn collections(vault: &Vault<CliStore>) -> Result<(Vec<Found<'_>>, Vec<Pending>)> {
     let me = vault.id();
     let mut found = Vec::new();
     // Own collections: the scopes the account reaches whose key this vault holds. Another
@@ -131,28 +132,37 @@ pub fn resolve_user(session: &Session, user: &str) -> Result<KeyringId> {
 /// Opens the collection `name` for reading: this user's own if it exists, else the one
 /// shared with this user under that name (by `owner` if given).
 pub fn open_for_read<'v>(
-    vault: &'v Vault<RemoteStore>,
+    vault: &'v Vault<CliStore>,
     session: &Session,
+    dir: &crate::state::StateDir,
     name: &str,
     owner: Option<&str>,
-) -> Result<Collection<'v, RemoteStore>> {
+) -> Result<Collection<'v, CliStore>> {
     let owner = owner.map(|o| resolve_user(session, o)).transpose()?;
     let me = vault.keyring().id();
     if owner.is_none() || owner == Some(me) {
         let id = vault.collection_id(name);
-        if vault
-            .store()
-            .get_manifest(&id)
-            .map_err(Error::from)?
-            .is_some()
-        {
-            return Ok(vault.collection(name)?);
+        match vault.store().get_manifest(&id) {
+            Ok(Some(_)) => return Ok(vault.collection(name)?),
+            Ok(None) => {}
+            // Offline with no cached manifest of an own collection of that name: perhaps a
+            // shared one (below).
+            Err(e) if vault_core::is_unavailable(&e) => {}
+            Err(e) => return Err(Error::from(e).into()),
         }
         if owner == Some(me) {
             return Err(CliError::new(NOT_FOUND, format!("no collection {name:?}")));
         }
     }
-    let (found, pending) = collections(vault)?;
+    let (found, pending) = match collections(vault) {
+        Ok(found) => found,
+        // Offline: the shared collections the last `vault sync` saw (their envelopes are in
+        // the cache if this device opened them).
+        Err(e) if e.code == UNREACHABLE && owner.is_none() => {
+            return shared_from_snapshot(vault, dir, name).map_err(|_| e)
+        }
+        Err(e) => return Err(e),
+    };
     let mut matches: Vec<_> = found
         .into_iter()
         .filter(|f| {
@@ -191,11 +201,46 @@ pub struct Seen {
     pub objects: BTreeMap<String, u64>,
 }
 
+/// The one collection named `name` shared with this user that the last sync saw, opened
+/// from the cache (offline).
+fn shared_from_snapshot<'v>(
+    vault: &'v Vault<CliStore>,
+    dir: &crate::state::StateDir,
+    name: &str,
+) -> Result<Collection<'v, CliStore>> {
+    let me = vault.id();
+    let snapshot = dir.sync_snapshot()?;
+    let mut matches: Vec<(VaultId, CollectionId)> = snapshot
+        .collections
+        .iter()
+        .filter(|(_, seen)| seen.name == name)
+        .filter_map(|(key, _)| crate::offline::split_key(key))
+        .filter(|(owner, _)| *owner != me)
+        .collect();
+    match matches.len() {
+        1 => {
+            let (owner, id) = matches.remove(0);
+            Ok(vault.shared_collection(owner, id)?)
+        }
+        _ => Err(CliError::new(NOT_FOUND, format!("no collection {name:?}"))),
+    }
+}
+
 /// `sync.json`: per collection (`owner/collection` ids), what the last sync saw.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Snapshot {
     /// The collections.
     pub collections: BTreeMap<String, Seen>,
+    /// When this sync ran (Unix seconds); none before the first `vault sync` with the cache.
+    #[serde(default)]
+    pub synced_at: Option<u64>,
+    /// The owners (user ids) whose shares waited for `vault trust`.
+    #[serde(default)]
+    pub pending: Vec<String>,
+    /// A sync caught up on the change feed but did not finish: the next one re-reads every
+    /// collection (what the feed named then is not named again).
+    #[serde(default)]
+    pub rescan: bool,
 }
 
 /// The differences of one collection since the last sync.

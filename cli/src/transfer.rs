@@ -7,10 +7,10 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::{Component, Path, PathBuf};
 
-use vault_core::remote::RemoteStore;
 use vault_core::{Collection, PutOptions};
 
 use crate::error::{CliError, Result, NOT_FOUND};
+use crate::offline::CliStore;
 use crate::output::Output;
 
 /// One file to upload.
@@ -105,7 +105,7 @@ fn utf8(p: &Path) -> Result<String> {
 /// Uploads `files` into `collection` in one batch (one signed manifest), streaming each
 /// file (memory stays at about one page per file).
 pub fn put_all(
-    collection: &mut Collection<'_, RemoteStore>,
+    collection: &mut Collection<'_, CliStore>,
     files: &[Upload],
     out: &Output,
 ) -> Result<()> {
@@ -129,7 +129,7 @@ pub fn put_all(
 /// temporary name beside it and renamed when the whole object verified; on any failure it
 /// is removed, so no partial file is left.
 pub fn get_one(
-    collection: &Collection<'_, RemoteStore>,
+    collection: &Collection<'_, CliStore>,
     name: &str,
     target: &Path,
     force: bool,

@@ -456,9 +456,12 @@ fn the_whole_flow() {
     let r = fresh.run(&["ls"]);
     assert_eq!(r.code, 3, "{}", r.stderr);
 
-    // The server is gone: unreachable (5).
+    // The server is gone: what bob's sync read is listed from his cache (with a warning);
+    // the discovery of shares needs the server: unreachable (5).
     server.stop();
-    let r = bob.run(&["--json", "ls", "-c", "trip"]);
+    let r = bob.run(&["--json", "ls", "-c", "trip"]).ok();
+    assert!(r.stderr.contains("server unreachable"), "{}", r.stderr);
+    let r = bob.run(&["--json", "ls", "--collections"]);
     assert_eq!(r.code, 5, "{}", r.stderr);
     assert_eq!(r.json()["error"], "unreachable");
 }
@@ -538,4 +541,141 @@ fn tampering_by_the_server_is_exit_6() {
         .file_name()
         .to_string_lossy()
         .contains("vault-partial")));
+}
+
+/// The first 16 random bytes asked are `prefix`, the rest from the OS: a keyring generated
+/// with it has the keyring id `prefix` and keys of its own (what a server substituting a
+/// user's key would publish).
+struct FixedPrefix {
+    prefix: Vec<u8>,
+}
+
+impl rand_core::RngCore for FixedPrefix {
+    fn next_u32(&mut self) -> u32 {
+        rand_core::OsRng.next_u32()
+    }
+    fn next_u64(&mut self) -> u64 {
+        rand_core::OsRng.next_u64()
+    }
+    fn fill_bytes(&mut self, dest: &mut [u8]) {
+        let n = dest.len().min(self.prefix.len());
+        dest[..n].copy_from_slice(&self.prefix[..n]);
+        self.prefix.drain(..n);
+        rand_core::OsRng.fill_bytes(&mut dest[n..]);
+    }
+    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand_core::Error> {
+        self.fill_bytes(dest);
+        Ok(())
+    }
+}
+impl rand_core::CryptoRng for FixedPrefix {}
+
+/// **A changed identity key (THREATS C2, C3).** Alice pinned Bob's key when she shared
+/// with him; the operator then replaces Bob's published identity with an impostor's (same
+/// id, other keys). Alice's next `share` to Bob is exit 7 (`key_changed`) naming both
+/// fingerprints and hands nothing over; `trust --accept-change` with a wrong fingerprint is
+/// exit 7 too; with the offered one (after comparing it in person) the new key is pinned
+/// and the share goes ahead.
+#[test]
+fn a_changed_identity_key_is_exit_7_until_accepted() {
+    use vault_server::store::AccountStore;
+
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let server = TestServer::start(w);
+    let ca = server.ca_file.to_str().unwrap().to_owned();
+    let alice = Device::new(w, "alice", "alice pass");
+    let bob = Device::new(w, "bob", "bob pass");
+    for (d, name) in [(&alice, "alice"), (&bob, "bob")] {
+        d.run(&[
+            "register",
+            "-u",
+            name,
+            "--server",
+            &server.url,
+            "--ca-file",
+            &ca,
+        ])
+        .ok();
+    }
+    let file = w.join("plan.txt");
+    std::fs::write(&file, b"the plan").unwrap();
+    for c in ["trip", "later"] {
+        alice.run(&["put", "-c", c, file.to_str().unwrap()]).ok();
+    }
+    let bob_status = bob.run(&["--json", "status"]).ok().json();
+    let bob_fp = bob_status["fingerprint"].as_str().unwrap().to_owned();
+    let bob_id: [u8; 16] = hex::decode(bob_status["user_id"].as_str().unwrap())
+        .unwrap()
+        .try_into()
+        .unwrap();
+    alice
+        .run(&["share", "trip", "bob", "--yes", "--fingerprint", &bob_fp])
+        .ok();
+    drop(server);
+
+    // The operator publishes an impostor's identity under Bob's id.
+    let impostor = vault_keyring::Keyring::generate(
+        &mut FixedPrefix {
+            prefix: bob_id.to_vec(),
+        },
+        &vault_keyring::KeyringOptions::new(),
+    )
+    .unwrap();
+    assert_eq!(impostor.id().as_bytes(), &bob_id);
+    let bundle = impostor.identity_bundle(&mut rand_core::OsRng);
+    let impostor_fp = hex::encode(bundle.fingerprint().as_bytes());
+    {
+        let backend = SledBackend::open(w.join("server-data")).unwrap();
+        assert!(backend.set_identity(&bob_id, &bundle.to_bytes()).unwrap());
+    }
+
+    let server = TestServer::start(w);
+    alice.run(&["login", "--server", &server.url]).ok();
+    let r = alice.run(&["--json", "share", "later", "bob"]);
+    assert_eq!(r.code, 7, "{}", r.stderr);
+    assert_eq!(r.json()["error"], "key_changed");
+    assert!(
+        r.stderr
+            .to_uppercase()
+            .replace([' ', ':'], "")
+            .contains(&impostor_fp.to_uppercase()),
+        "the offered fingerprint is shown: {}",
+        r.stderr
+    );
+    // Nothing was handed over: Bob (with his real key) finds "trip" but no "later".
+    let alice_fp = alice.run(&["--json", "status"]).ok().json()["fingerprint"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    bob.run(&["login", "--server", &server.url]).ok();
+    bob.run(&["trust", "alice", "--yes", "--fingerprint", &alice_fp])
+        .ok();
+    let sync = bob.run(&["--json", "sync"]).ok().json();
+    let names: Vec<&str> = sync["collections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&"trip") && !names.contains(&"later"),
+        "{names:?}"
+    );
+    // A wrong fingerprint does not accept the change.
+    let r = alice.run(&["trust", "bob", "--accept-change", "--fingerprint", &bob_fp]);
+    assert_eq!(r.code, 7, "{}", r.stderr);
+    let r = alice.run(&["share", "later", "bob"]);
+    assert_eq!(r.code, 7, "still refused: {}", r.stderr);
+    // Accepted with the fingerprint offered now: the new key is pinned, the share goes on.
+    alice
+        .run(&[
+            "trust",
+            "bob",
+            "--accept-change",
+            "--fingerprint",
+            &impostor_fp,
+        ])
+        .ok();
+    alice.run(&["share", "later", "bob"]).ok();
 }

@@ -15,6 +15,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use crate::ids::CollectionId;
@@ -80,6 +81,7 @@ pub struct CacheOptions {
     max_page_bytes: Option<u64>,
     sled_cache_bytes: u64,
     offline: fn(&StoreError) -> bool,
+    offline_writes: bool,
 }
 
 impl Default for CacheOptions {
@@ -88,6 +90,7 @@ impl Default for CacheOptions {
             max_page_bytes: None,
             sled_cache_bytes: 16 * 1024 * 1024,
             offline: is_unavailable,
+            offline_writes: true,
         }
     }
 }
@@ -118,6 +121,14 @@ impl CacheOptions {
         self.offline = offline;
         self
     }
+
+    /// Whether writes made while the inner store is unreachable are kept in the cache's
+    /// outbox and uploaded before the next manifest swap (docs/spec/client.md §8.6; default
+    /// on). Off: such writes fail with the inner store's error, and so do commits.
+    pub fn offline_writes(mut self, on: bool) -> Self {
+        self.offline_writes = on;
+        self
+    }
 }
 
 fn page_key(a: &PageAddress) -> [u8; 44] {
@@ -146,6 +157,45 @@ fn ckey_key(c: &CollectionId, epoch: u32) -> [u8; 20] {
     k
 }
 
+/// Outbox keys: a kind byte, then the item's cache key. Kept in this order when uploaded:
+/// queued deletions, headers, collection keys, pages (all before the manifest swap).
+const OUT_DELETE: u8 = b'd';
+const OUT_HEADER: u8 = b'h';
+const OUT_KEY: u8 = b'k';
+const OUT_PAGE: u8 = b'p';
+
+fn out_key(kind: u8, key: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + key.len());
+    k.push(kind);
+    k.extend_from_slice(key);
+    k
+}
+
+fn page_address_of(k: &[u8]) -> Option<PageAddress> {
+    let object = object_address_of(k.get(..40)?)?;
+    Some(PageAddress {
+        collection: object.collection,
+        object: object.object,
+        version: object.version,
+        index: u32::from_be_bytes(k.get(40..44)?.try_into().ok()?),
+    })
+}
+
+fn collection_key_of(k: &[u8]) -> Option<(CollectionId, u32)> {
+    Some((
+        CollectionId::from_bytes(k.get(..16)?.try_into().ok()?),
+        u32::from_be_bytes(k.get(16..20)?.try_into().ok()?),
+    ))
+}
+
+fn object_address_of(k: &[u8]) -> Option<ObjectAddress> {
+    Some(ObjectAddress {
+        collection: CollectionId::from_bytes(k.get(..16)?.try_into().ok()?),
+        object: crate::ids::ObjectId::from_bytes(k.get(16..32)?.try_into().ok()?),
+        version: u64_of(k.get(32..40)?)?,
+    })
+}
+
 fn sled_err(e: sled::Error) -> StoreError {
     StoreError::new(format!("local cache: {e}"))
 }
@@ -168,8 +218,11 @@ struct PageBudget {
 ///   last verified manifest of the collection is returned (the vault checks it again
 ///   against its high-water marks). [`Store::list_collections`] falls back the same way to
 ///   the collections the cache holds a manifest or key of.
-/// - Writes go to `S` only (there is no offline queue): offline they fail with `S`'s error.
-///   A deletion removes the cached copies first.
+/// - Writes go to `S`. While `S` is unreachable, pages, headers, keys and deletions wait in
+///   the cache's **outbox** and are uploaded before the next manifest swap; the swap itself
+///   then fails with `S`'s error and the vault parks the commit on the device
+///   ([`Store::keeps_offline_writes`], docs/spec/client.md §8.6). A deletion removes the
+///   cached copies first.
 /// - Bytes enter the cache only through [`Store::verified`] and this device's own stored
 ///   collection keys; never as `S` answered them.
 ///
@@ -181,7 +234,14 @@ pub struct CachedStore<S> {
     headers: sled::Tree,
     keys: sled::Tree,
     manifests: sled::Tree,
+    /// Envelopes the vault opened (by record key), for shared collections offline.
+    envelopes: sled::Tree,
     meta: sled::Tree,
+    /// This device's writes not yet uploaded (docs/spec/client.md §8.6).
+    outbox: sled::Tree,
+    /// Set by an "unreachable" answer to a write: later writes go to the outbox without
+    /// waiting for the inner store's retries again; cleared when an upload gets through.
+    unreachable: AtomicBool,
     options: CacheOptions,
     budget: Mutex<PageBudget>,
     manifest_lock: Mutex<()>,
@@ -339,11 +399,12 @@ impl<S: Store> CachedStore<S> {
         path: impl AsRef<Path>,
         options: CacheOptions,
     ) -> Result<Self, StoreError> {
-        let db = sled::Config::new()
-            .path(path.as_ref())
-            .cache_capacity(options.sled_cache_bytes)
-            .open()
-            .map_err(sled_err)?;
+        let db = crate::store::open_sled(
+            &sled::Config::new()
+                .path(path.as_ref())
+                .cache_capacity(options.sled_cache_bytes),
+        )
+        .map_err(sled_err)?;
         let tree = |name: &str| db.open_tree(name).map_err(sled_err);
         let pages = tree("pages")?;
         let meta = tree("meta")?;
@@ -363,6 +424,9 @@ impl<S: Store> CachedStore<S> {
             headers: tree("headers")?,
             keys: tree("collection-keys")?,
             manifests: tree("manifests")?,
+            envelopes: tree("envelopes")?,
+            outbox: tree("outbox")?,
+            unreachable: AtomicBool::new(false),
             pages,
             meta,
             db,
@@ -455,6 +519,111 @@ impl<S: Store> CachedStore<S> {
 
     fn offline(&self, e: &StoreError) -> bool {
         (self.options.offline)(e)
+    }
+
+    /// How many writes wait in the outbox (pages, headers, keys and deletions this device
+    /// made while the inner store was unreachable; docs/spec/client.md §8.6).
+    pub fn pending_uploads(&self) -> usize {
+        self.outbox.len()
+    }
+
+    /// Uploads everything in the outbox to the inner store (queued deletions, headers,
+    /// keys, then pages), removing each item once the inner store took it, and returns how
+    /// many went. Stops at the first failure with the rest still queued. A manifest swap
+    /// does the same by itself for its own collection first.
+    pub fn push_outbox(&self) -> Result<usize, StoreError> {
+        self.push_outbox_of(None)
+    }
+
+    /// [`CachedStore::push_outbox`] for one collection (`Some`) or all. Every outbox key is
+    /// the kind byte, then a key that starts with the collection id.
+    fn push_outbox_of(&self, only: Option<&CollectionId>) -> Result<usize, StoreError> {
+        let mut sent = 0;
+        for item in self.outbox.iter() {
+            let (key, value) = item.map_err(sled_err)?;
+            let malformed = || StoreError::new("local cache: malformed outbox entry");
+            let body = key.get(1..).ok_or_else(malformed)?;
+            if only.is_some_and(|c| body.get(..16) != Some(c.as_bytes().as_slice())) {
+                continue;
+            }
+            let result = match key.first() {
+                Some(&OUT_DELETE) => {
+                    let a = object_address_of(body).ok_or_else(malformed)?;
+                    self.inner.delete_object_version(&a)
+                }
+                Some(&OUT_HEADER) => {
+                    let a = object_address_of(body).ok_or_else(malformed)?;
+                    self.inner.put_header(&a, &value)
+                }
+                Some(&OUT_KEY) => {
+                    let (c, epoch) = collection_key_of(body).ok_or_else(malformed)?;
+                    self.inner.put_collection_key(&c, epoch, &value)
+                }
+                Some(&OUT_PAGE) => {
+                    let a = page_address_of(body).ok_or_else(malformed)?;
+                    self.inner.put_page(&a, &value)
+                }
+                _ => Err(malformed()),
+            };
+            if let Err(e) = result {
+                if self.offline(&e) {
+                    self.unreachable.store(true, Ordering::SeqCst);
+                }
+                return Err(e);
+            }
+            // Removed only if nobody queued the item again meanwhile.
+            let _ = self
+                .outbox
+                .compare_and_swap(&key, Some(&value), None as Option<&[u8]>)
+                .map_err(sled_err)?;
+            sent += 1;
+        }
+        if sent > 0 {
+            self.outbox.flush().map_err(sled_err)?;
+        }
+        self.unreachable.store(false, Ordering::SeqCst);
+        Ok(sent)
+    }
+
+    /// Writes through the inner store (`upload`), or, when it is unreachable and offline
+    /// writes are on, into the outbox.
+    fn write_or_queue(
+        &self,
+        kind: u8,
+        key: &[u8],
+        value: &[u8],
+        upload: impl FnOnce() -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        if self.options.offline_writes && self.unreachable.load(Ordering::SeqCst) {
+            return self.enqueue(kind, key, value);
+        }
+        match upload() {
+            Ok(()) => Ok(()),
+            Err(e) if self.options.offline_writes && self.offline(&e) => {
+                if !self.unreachable.swap(true, Ordering::SeqCst) {
+                    tracing::info!(
+                        target: "vault_core::cache",
+                        "store unreachable: writes are kept in the local outbox"
+                    );
+                }
+                self.enqueue(kind, key, value)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Queues a write. A failure here is an error (never a logged miss): the write would
+    /// be lost.
+    fn enqueue(&self, kind: u8, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        self.outbox
+            .insert(out_key(kind, key), value)
+            .map_err(sled_err)?;
+        Ok(())
+    }
+
+    /// Makes the outbox durable before a commit is parked on it.
+    fn flush_outbox(&self) -> Result<(), StoreError> {
+        self.outbox.flush().map(|_| ()).map_err(sled_err)
     }
 
     fn put_cached_page(&self, address: &PageAddress, sealed: &[u8]) -> Result<(), StoreError> {
@@ -575,6 +744,11 @@ impl<S: Store> CachedStore<S> {
                 .insert(ckey_key(collection, epoch), wrapped)
                 .map(|_| ())
                 .map_err(sled_err),
+            Verified::Envelope { key, sealed } => self
+                .envelopes
+                .insert(key, sealed)
+                .map(|_| ())
+                .map_err(sled_err),
             Verified::Manifest {
                 collection,
                 version,
@@ -677,8 +851,14 @@ impl<S: Store> CachedStore<S> {
                 kind: ScopeKind::Group,
                 ..
             }
-            | Change::Envelope { .. }
             | Change::Roster { .. } => report.sharing_changed = true,
+            Change::Envelope { key, deleted } => {
+                if *deleted {
+                    // A withdrawn share: offline too, this device no longer opens it.
+                    self.envelopes.remove(key).map_err(sled_err)?;
+                }
+                report.sharing_changed = true;
+            }
         }
         Ok(())
     }
@@ -723,22 +903,35 @@ impl<S: Store> Store for CachedStore<S> {
     fn put_page(&self, address: &PageAddress, page: &[u8]) -> Result<(), StoreError> {
         // Not cached: bytes enter when the vault has read and verified them (a page this
         // device wrote may lose to another device's write of the same object version).
-        self.inner.put_page(address, page)
+        // Offline, it waits in the outbox.
+        self.write_or_queue(OUT_PAGE, &page_key(address), page, || {
+            self.inner.put_page(address, page)
+        })
     }
 
     fn get_page(&self, address: &PageAddress) -> Result<Option<Vec<u8>>, StoreError> {
-        if let Some(page) = self.cached(&self.pages, &page_key(address)) {
+        let key = page_key(address);
+        if let Some(page) = self.cached(&self.pages, &key) {
+            return Ok(Some(page));
+        }
+        if let Some(page) = self.cached(&self.outbox, &out_key(OUT_PAGE, &key)) {
             return Ok(Some(page));
         }
         self.inner.get_page(address)
     }
 
     fn put_header(&self, address: &ObjectAddress, header: &[u8]) -> Result<(), StoreError> {
-        self.inner.put_header(address, header)
+        self.write_or_queue(OUT_HEADER, &object_key(address), header, || {
+            self.inner.put_header(address, header)
+        })
     }
 
     fn get_header(&self, address: &ObjectAddress) -> Result<Option<Vec<u8>>, StoreError> {
-        if let Some(header) = self.cached(&self.headers, &object_key(address)) {
+        let key = object_key(address);
+        if let Some(header) = self.cached(&self.headers, &key) {
+            return Ok(Some(header));
+        }
+        if let Some(header) = self.cached(&self.outbox, &out_key(OUT_HEADER, &key)) {
             return Ok(Some(header));
         }
         self.inner.get_header(address)
@@ -746,7 +939,19 @@ impl<S: Store> Store for CachedStore<S> {
 
     fn delete_object_version(&self, address: &ObjectAddress) -> Result<(), StoreError> {
         self.drop_object_version(address)?;
-        self.inner.delete_object_version(address)
+        // What still waits in the outbox is simply dropped.
+        let key = object_key(address);
+        self.outbox
+            .remove(out_key(OUT_HEADER, &key))
+            .map_err(sled_err)?;
+        for k in self.outbox.scan_prefix(out_key(OUT_PAGE, &key)).keys() {
+            self.outbox.remove(k.map_err(sled_err)?).map_err(sled_err)?;
+        }
+        // Parts of it may have reached the store before it became unreachable: the
+        // deletion is queued as well.
+        self.write_or_queue(OUT_DELETE, &key, &[], || {
+            self.inner.delete_object_version(address)
+        })
     }
 
     fn put_collection_key(
@@ -755,9 +960,12 @@ impl<S: Store> Store for CachedStore<S> {
         epoch: u32,
         wrapped: &[u8],
     ) -> Result<(), StoreError> {
-        self.inner.put_collection_key(collection, epoch, wrapped)?;
-        // This device's own wrapping, now stored: kept, so that a collection made here opens
-        // offline before it was ever read back.
+        let key = ckey_key(collection, epoch);
+        self.write_or_queue(OUT_KEY, &key, wrapped, || {
+            self.inner.put_collection_key(collection, epoch, wrapped)
+        })?;
+        // This device's own wrapping, now stored (or queued): kept, so that a collection
+        // made here opens offline before it was ever read back.
         if let Err(e) = self.keys.insert(ckey_key(collection, epoch), wrapped) {
             tracing::warn!(target: "vault_core::cache", error = %e, "local cache write failed");
         }
@@ -800,8 +1008,20 @@ impl<S: Store> Store for CachedStore<S> {
         version: u64,
         manifest: &[u8],
     ) -> Result<Swap, StoreError> {
-        self.inner
-            .swap_manifest(collection, expected, version, manifest)
+        // Everything written before the swap reaches the store first (Store contract). Only
+        // this collection's: an item of another collection the store refuses (e.g. over
+        // quota) must not block this one's commits.
+        let result = self.push_outbox_of(Some(collection)).and_then(|_| {
+            self.inner
+                .swap_manifest(collection, expected, version, manifest)
+        });
+        if let Err(e) = &result {
+            if self.keeps_offline_writes(e) {
+                // The vault parks the commit on what the outbox holds: make it durable.
+                self.flush_outbox()?;
+            }
+        }
+        result
     }
 
     fn list_collections(&self) -> Result<Vec<CollectionId>, StoreError> {
@@ -841,9 +1061,12 @@ impl<S: Store> Store for CachedStore<S> {
 
     fn get_record(&self, kind: RecordKind, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         match self.inner.get_record(kind, key) {
-            // Envelopes are probed like key epochs (a collection key of the next epoch);
-            // records are not cached, so offline there is none.
-            Err(e) if kind == RecordKind::Envelope && self.offline(&e) => Ok(None),
+            // Envelopes are read from the server first (a share can be withdrawn); offline,
+            // the one the vault opened before, if any. They are probed like key epochs (a
+            // collection key of the next epoch): one not cached is absent.
+            Err(e) if kind == RecordKind::Envelope && self.offline(&e) => {
+                Ok(self.cached(&self.envelopes, key))
+            }
             other => other,
         }
     }
@@ -857,6 +1080,10 @@ impl<S: Store> Store for CachedStore<S> {
             tracing::warn!(target: "vault_core::cache", error = %e, "local cache write failed");
         }
         self.inner.verified(item);
+    }
+
+    fn keeps_offline_writes(&self, error: &StoreError) -> bool {
+        self.options.offline_writes && self.offline(error)
     }
 }
 
@@ -1009,8 +1236,10 @@ mod tests {
         // Not cached and offline: the inner store's error.
         assert!(cache.get_page(&page_at(1, 2, 1, 1)).is_err());
 
-        // A deletion drops the cached copies, even when the inner store fails.
-        assert!(cache.delete_object_version(&object_of(&a)).is_err());
+        // A deletion drops the cached copies, even when the inner store is unreachable
+        // (the deletion then waits in the outbox, §8.6).
+        cache.delete_object_version(&object_of(&a)).unwrap();
+        assert_eq!(cache.pending_uploads(), 1);
         assert!(!cache.holds_page(&a));
         assert!(!cache.holds_header(&object_of(&a)));
         assert_eq!(cache.page_bytes(), 0);
@@ -1064,7 +1293,9 @@ mod tests {
             .get_manifest(&CollectionId::from_bytes([8; 16]))
             .is_err());
         assert!(cache.swap_manifest(&c, 3, 4, b"m4").is_err());
-        assert!(cache.put_page(&page_at(7, 1, 1, 0), b"p").is_err());
+        // A page written offline waits in the outbox (§8.6).
+        cache.put_page(&page_at(7, 1, 1, 0), b"p").unwrap();
+        assert_eq!(cache.pending_uploads(), 1);
         assert!(cache.get_record(RecordKind::Identity, &[0; 16]).is_err());
 
         // Other errors (a refusal, a broken answer) are never masked by the cache.
@@ -1079,6 +1310,113 @@ mod tests {
         });
         refusing.inner().offline.store(true, Ordering::SeqCst);
         assert!(refusing.get_manifest(&c).is_err());
+    }
+
+    #[test]
+    fn offline_writes_wait_in_the_outbox_and_go_before_the_swap() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = CollectionId::from_bytes([9; 16]);
+        let page = page_at(9, 1, 5, 0);
+        let header = object_of(&page);
+        let dropped = page_at(9, 2, 5, 0);
+        {
+            let cache = open(dir.path());
+            cache.inner().offline.store(true, Ordering::SeqCst);
+            cache.put_collection_key(&c, 1, b"wrapped").unwrap();
+            cache.put_header(&header, b"header").unwrap();
+            cache.put_page(&page, b"page").unwrap();
+            // Read back from the outbox (the vault verifies them like any bytes).
+            assert_eq!(cache.get_page(&page).unwrap().unwrap(), b"page");
+            assert_eq!(cache.get_header(&header).unwrap().unwrap(), b"header");
+            // Written and deleted offline: dropped from the outbox, the deletion queued
+            // (parts may have reached the store before it went away).
+            cache.put_page(&dropped, b"x").unwrap();
+            cache.put_header(&object_of(&dropped), b"y").unwrap();
+            cache.delete_object_version(&object_of(&dropped)).unwrap();
+            assert!(cache.get_page(&dropped).is_err());
+            // A page of another collection.
+            cache.put_page(&page_at(8, 1, 1, 0), b"other").unwrap();
+            assert_eq!(cache.pending_uploads(), 5);
+            // The swap fails with the store's error, which the vault parks on.
+            let e = cache.swap_manifest(&c, 0, 1, b"m1").unwrap_err();
+            assert!(cache.keeps_offline_writes(&e));
+            assert!(cache.push_outbox().is_err());
+            assert_eq!(cache.pending_uploads(), 5);
+            // With offline writes off, nothing is queued and nothing is parked.
+            let off_dir = tempfile::tempdir().unwrap();
+            let off = CachedStore::open_with(
+                Flaky::default(),
+                off_dir.path(),
+                CacheOptions::new()
+                    .offline_when(offline_error)
+                    .offline_writes(false),
+            )
+            .unwrap();
+            off.inner().offline.store(true, Ordering::SeqCst);
+            assert!(off.put_page(&page, b"page").is_err());
+            let e = off.swap_manifest(&c, 0, 1, b"m1").unwrap_err();
+            assert!(!off.keeps_offline_writes(&e));
+            assert_eq!(off.pending_uploads(), 0);
+        }
+        // The outbox survives a restart; online again, the swap uploads it first.
+        let cache = open(dir.path());
+        assert_eq!(cache.pending_uploads(), 5);
+        assert_eq!(cache.swap_manifest(&c, 0, 1, b"m1").unwrap(), Swap::Done);
+        // The swap sent its own collection's items only; the rest goes on request.
+        assert_eq!(cache.pending_uploads(), 1);
+        assert_eq!(cache.push_outbox().unwrap(), 1);
+        assert_eq!(cache.pending_uploads(), 0);
+        let store = &cache.inner().inner;
+        assert_eq!(store.get_page(&page).unwrap().unwrap(), b"page");
+        assert_eq!(store.get_header(&header).unwrap().unwrap(), b"header");
+        assert_eq!(
+            store.get_collection_key(&c, 1).unwrap().unwrap(),
+            b"wrapped"
+        );
+        assert_eq!(store.get_page(&dropped).unwrap(), None);
+        assert_eq!(store.get_manifest(&c).unwrap().unwrap().0, 1);
+        // Nothing of it entered the verified cache.
+        assert!(!cache.holds_page(&page) && !cache.holds_header(&header));
+    }
+
+    #[test]
+    fn opened_envelopes_serve_offline_until_the_feed_deletes_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = open(dir.path());
+        let key = [5u8; 52];
+        cache
+            .inner()
+            .inner
+            .put_record(RecordKind::Envelope, &key, b"from the server")
+            .unwrap();
+        // Online: the server's answer; nothing is kept until the vault reports it opened.
+        assert_eq!(
+            cache
+                .get_record(RecordKind::Envelope, &key)
+                .unwrap()
+                .unwrap(),
+            b"from the server"
+        );
+        cache.inner().offline.store(true, Ordering::SeqCst);
+        assert_eq!(cache.get_record(RecordKind::Envelope, &key).unwrap(), None);
+        cache.verified(Verified::Envelope {
+            key: &key,
+            sealed: b"opened",
+        });
+        assert_eq!(
+            cache
+                .get_record(RecordKind::Envelope, &key)
+                .unwrap()
+                .unwrap(),
+            b"opened"
+        );
+        // A withdrawn share (the feed says the envelope was deleted) is dropped.
+        let mut report = CatchUp::default();
+        cache
+            .apply(&Change::Envelope { key, deleted: true }, &mut report)
+            .unwrap();
+        assert!(report.sharing_changed);
+        assert_eq!(cache.get_record(RecordKind::Envelope, &key).unwrap(), None);
     }
 
     struct Feed {

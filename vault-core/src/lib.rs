@@ -35,6 +35,7 @@ mod keys;
 mod manifest;
 mod object;
 mod page;
+mod parked;
 #[cfg(feature = "remote")]
 pub mod remote;
 mod roster;
@@ -56,6 +57,7 @@ pub use object::{
     ObjectMeta, ObjectReader, MAX_CONTENT_TYPE_LEN, MAX_NAME_LEN, MAX_RECORDS, MAX_RECORD_KEY_LEN,
 };
 pub use page::{Compression, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, MIN_PAGE_SIZE};
+pub use parked::Queued;
 pub use roster::{Member, Role, Roster, RosterUpdate, MAX_MEMBERS};
 pub use share::{Incoming, Pinned};
 pub use store::{
@@ -117,6 +119,13 @@ pub mod internal {
     /// `Some(member count)` if it is well formed. For the fuzz target.
     pub fn decode_roster(signed: &[u8]) -> Option<usize> {
         crate::roster::Roster::decode_unverified(signed)
+    }
+
+    /// Decodes the plaintext of a parked-commit record (docs/spec/client.md §8.6) for the
+    /// owner and collection it names itself; `Some(change count)` if it is well formed.
+    /// For the fuzz target.
+    pub fn decode_parked(plain: &[u8]) -> Option<usize> {
+        crate::parked::decode_any(plain).map(|p| p.entries.len())
     }
 
     /// Decodes an object header's plaintext (including a record index) without opening

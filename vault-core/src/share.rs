@@ -11,7 +11,7 @@ use vault_keyring::{Fingerprint, IdentityBundle, KeyPurpose, KeyringId, Symmetri
 use crate::error::{integrity, Error};
 use crate::ids::{CollectionId, GroupId, VaultId};
 use crate::manifest::{Share, ShareKind};
-use crate::store::{RecordKind, Store};
+use crate::store::{RecordKind, Store, Verified};
 use crate::vault::{Collection, Vault};
 
 /// Local-state namespace of pinned identities (key: keyring id).
@@ -270,31 +270,31 @@ impl<S: Store> Vault<S> {
             epoch,
         };
         let me = self.keyring.id();
-        if let Some(bytes) = self.store.get_record(
-            RecordKind::Envelope,
-            &envelope_key(
-                me.as_bytes(),
-                owner.as_bytes(),
-                collection.as_bytes(),
-                epoch,
-            ),
-        )? {
+        let key = envelope_key(
+            me.as_bytes(),
+            owner.as_bytes(),
+            collection.as_bytes(),
+            epoch,
+        );
+        if let Some(bytes) = self.store.get_record(RecordKind::Envelope, &key)? {
             self.check_collection_granter(&bytes, owner)?;
             let payload =
                 self.open_envelope(&bytes, &RecipientSecret::user(&self.keyring), &grant)?;
-            return key_from_payload(&payload).map(Some);
+            let ck = key_from_payload(&payload)?;
+            self.store.verified(Verified::Envelope {
+                key: &key,
+                sealed: &bytes,
+            });
+            return Ok(Some(ck));
         }
         for group in self.known_groups()? {
-            let Some(bytes) = self.store.get_record(
-                RecordKind::Envelope,
-                &envelope_key(
-                    group.as_bytes(),
-                    owner.as_bytes(),
-                    collection.as_bytes(),
-                    epoch,
-                ),
-            )?
-            else {
+            let key = envelope_key(
+                group.as_bytes(),
+                owner.as_bytes(),
+                collection.as_bytes(),
+                epoch,
+            );
+            let Some(bytes) = self.store.get_record(RecordKind::Envelope, &key)? else {
                 continue;
             };
             self.check_collection_granter(&bytes, owner)?;
@@ -314,7 +314,12 @@ impl<S: Store> Vault<S> {
                 }
             };
             let payload = self.open_envelope(&bytes, &secret.recipient(), &grant)?;
-            return key_from_payload(&payload).map(Some);
+            let ck = key_from_payload(&payload)?;
+            self.store.verified(Verified::Envelope {
+                key: &key,
+                sealed: &bytes,
+            });
+            return Ok(Some(ck));
         }
         Ok(None)
     }

@@ -46,6 +46,24 @@ impl StoreError {
     }
 }
 
+/// Opens a sled database. A database this process closed a moment ago may still be held
+/// by sled's background flusher for a few milliseconds: its file lock is waited for up to
+/// two seconds before the error is returned (another process holding it fails then too).
+pub(crate) fn open_sled(config: &sled::Config) -> Result<sled::Db, sled::Error> {
+    let mut waited = 0u32;
+    loop {
+        match config.open() {
+            Err(sled::Error::Io(e))
+                if e.kind() == std::io::ErrorKind::WouldBlock && waited < 40 =>
+            {
+                waited += 1;
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            other => return other,
+        }
+    }
+}
+
 /// The address of one sealed page.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PageAddress {
@@ -141,6 +159,15 @@ pub trait Store: Send + Sync {
     fn verified(&self, item: Verified<'_>) {
         let _ = item;
     }
+    /// Whether this store kept the pages, headers and keys written while its backend
+    /// failed with `error`, to upload them before its next manifest swap (the offline
+    /// writes of docs/spec/client.md §8.6). When [`Store::swap_manifest`] fails with such an
+    /// error, the vault **parks** the commit on the device and pushes it later. The default
+    /// (a store that keeps nothing) says no.
+    fn keeps_offline_writes(&self, error: &StoreError) -> bool {
+        let _ = error;
+        false
+    }
 }
 
 /// Bytes the vault has authenticated, passed to [`Store::verified`].
@@ -169,6 +196,15 @@ pub enum Verified<'a> {
         epoch: u32,
         /// The wrapped key.
         wrapped: &'a [u8],
+    },
+    /// A key envelope (a record of [`RecordKind::Envelope`]) whose signature by a pinned
+    /// identity verified and which the vault opened: a collection key handed to this user
+    /// or a group this user holds.
+    Envelope {
+        /// Its record key (`recipient ‖ owner ‖ target ‖ epoch`).
+        key: &'a [u8],
+        /// The envelope.
+        sealed: &'a [u8],
     },
     /// A manifest the vault accepted (signature, chain and high-water checks passed), or
     /// committed itself.
@@ -552,11 +588,12 @@ impl SledStore {
     /// default of 1 GiB is more than an embedded vault should take).
     pub fn open_with_cache(path: impl AsRef<Path>, cache_bytes: u64) -> Result<Self, StoreError> {
         let path = path.as_ref();
-        let db = sled::Config::new()
-            .path(path.join("index"))
-            .cache_capacity(cache_bytes)
-            .open()
-            .map_err(sled_err)?;
+        let db = open_sled(
+            &sled::Config::new()
+                .path(path.join("index"))
+                .cache_capacity(cache_bytes),
+        )
+        .map_err(sled_err)?;
         let packs = Packs::open(path.join("packs"))?;
         let tree = |name: &str| db.open_tree(name).map_err(sled_err);
         Ok(Self {
@@ -813,5 +850,8 @@ impl<T: Store + ?Sized> Store for std::sync::Arc<T> {
     }
     fn verified(&self, item: Verified<'_>) {
         (**self).verified(item)
+    }
+    fn keeps_offline_writes(&self, error: &StoreError) -> bool {
+        (**self).keeps_offline_writes(error)
     }
 }

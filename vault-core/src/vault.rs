@@ -22,6 +22,7 @@ use crate::object::{
     ObjectWriter, MAX_RECORDS, MAX_RECORD_KEY_LEN,
 };
 use crate::page::{Compression, DEFAULT_PAGE_SIZE};
+use crate::parked::Parked;
 use crate::store::{ObjectAddress, Store, StoreError, Swap, Verified};
 
 const COLLECTION_KEY: Context = Context::new(SEAL_COLLECTION_KEY);
@@ -90,6 +91,20 @@ impl Records {
         Ok(())
     }
 
+    /// Removes durably.
+    fn remove(&self, key: &[u8]) -> Result<(), Error> {
+        match self {
+            Records::Sled(t) => {
+                t.remove(key).map_err(local_err)?;
+                t.flush().map_err(local_err)?;
+            }
+            Records::Memory(m) => {
+                Self::map(m)?.remove(key);
+            }
+        }
+        Ok(())
+    }
+
     /// The keys starting with `prefix`, without it.
     fn keys_under(&self, prefix: &[u8]) -> Result<Vec<Vec<u8>>, Error> {
         match self {
@@ -118,7 +133,8 @@ impl LocalState {
 
     /// State kept in a sled database in `path` (a directory of this device only).
     pub fn open(path: impl AsRef<Path>) -> Result<Self, Error> {
-        let db = sled::open(path).map_err(local_err)?;
+        let db =
+            crate::store::open_sled(&sled::Config::new().path(path.as_ref())).map_err(local_err)?;
         Ok(Self {
             high_water: Records::Sled(db.open_tree("high-water").map_err(local_err)?),
             sharing: Records::Sled(db.open_tree("sharing").map_err(local_err)?),
@@ -138,6 +154,10 @@ impl LocalState {
 
     pub(crate) fn put_local(&self, namespace: u8, key: &[u8], value: Vec<u8>) -> Result<(), Error> {
         self.sharing.put(&Self::local_key(namespace, key), value)
+    }
+
+    pub(crate) fn remove_local(&self, namespace: u8, key: &[u8]) -> Result<(), Error> {
+        self.sharing.remove(&Self::local_key(namespace, key))
     }
 
     /// The keys (without the namespace byte) of a namespace.
@@ -371,11 +391,13 @@ impl<S: Store> Vault<S> {
             keys,
             manifest: Manifest::first(self.id, id, self.keyring.id(), name.to_owned()),
             names: BTreeMap::new(),
+            parked: Parked::default(),
         };
         c.refresh()?;
         if c.manifest.name != name {
             return Err(integrity("collection manifest carries another name"));
         }
+        c.parked = self.load_parked(&self.id, &id)?;
         Ok(c)
     }
 
@@ -398,11 +420,13 @@ impl<S: Store> Vault<S> {
             keys,
             manifest: Manifest::first(owner, collection, self.keyring.id(), String::new()),
             names: BTreeMap::new(),
+            parked: Parked::default(),
         };
         c.refresh()?;
         if c.manifest.version == 0 {
             return Err(Error::NotFound);
         }
+        c.parked = self.load_parked(&owner, &collection)?;
         Ok(c)
     }
 
@@ -476,6 +500,9 @@ pub struct Collection<'v, S: Store> {
     pub(crate) manifest: Manifest,
     /// Name → object id of the manifest's entries (names are unique in a collection).
     names: BTreeMap<String, ObjectId>,
+    /// Changes of this device not yet committed to the store (it was unreachable): shown
+    /// over the manifest, merged into the next commit (docs/spec/client.md §8.6).
+    pub(crate) parked: Parked,
 }
 
 impl<'v, S: Store> Collection<'v, S> {
@@ -568,7 +595,11 @@ impl<'v, S: Store> Collection<'v, S> {
         }
     }
 
+    /// The entry of `name`: parked on this device, or in the manifest.
     fn find(&self, name: &str) -> Option<(ObjectId, &Entry)> {
+        if let Some(found) = self.parked.find(name) {
+            return Some(found);
+        }
         let id = self.names.get(name)?;
         self.manifest.entries.get(id).map(|e| (*id, e))
     }
@@ -588,6 +619,8 @@ impl<'v, S: Store> Collection<'v, S> {
             .manifest
             .entries
             .iter()
+            .filter(|(id, _)| !self.parked.entries.contains_key(id))
+            .chain(self.parked.entries.iter().map(|(id, (_, e))| (id, e)))
             .filter(|(_, e)| e.live)
             .map(|(id, e)| Listing {
                 name: e.name.clone(),
@@ -687,7 +720,10 @@ impl<'v, S: Store> Collection<'v, S> {
     fn fresh_object_id(&self, pending: &BTreeMap<ObjectId, Entry>) -> ObjectId {
         loop {
             let id = ObjectId::generate(&mut OsRng);
-            if !self.manifest.entries.contains_key(&id) && !pending.contains_key(&id) {
+            if !self.manifest.entries.contains_key(&id)
+                && !pending.contains_key(&id)
+                && !self.parked.entries.contains_key(&id)
+            {
                 return id;
             }
         }
@@ -976,43 +1012,137 @@ impl<S: Store> Batch<'_, '_, S> {
     /// either writer stored is lost. [`Error::Conflict`] comes back only after
     /// [`MERGE_ATTEMPTS`] merges in a row lost the race again; then nothing changed (the
     /// batch's pages are removed).
+    ///
+    /// **Offline** (docs/spec/client.md §8.6): when the store keeps writes made while it is
+    /// unreachable ([`Store::keeps_offline_writes`], the `CachedStore`) and the swap fails
+    /// because it is unreachable, the changes are **parked** on this device instead: the
+    /// commit returns `Ok`, [`Collection::queued`] counts them, the listing shows them, and
+    /// the next commit of the collection (or [`Collection::push`]) merges and commits them.
+    /// While changes are parked, a commit that fails for another reason keeps this batch's
+    /// changes parked too, and returns the error.
     pub fn commit(mut self) -> Result<(), Error> {
-        let mut pending = std::mem::take(&mut self.pending);
+        let c = &*self.collection;
+        let parked = c.parked.clone();
+        // What each change was made on, and the changes: the parked ones first, this
+        // batch's over them.
+        let mut before: BTreeMap<ObjectId, Option<Entry>> = BTreeMap::new();
+        let mut pending: BTreeMap<ObjectId, Entry> = BTreeMap::new();
+        for (id, (b, ours)) in &parked.entries {
+            before.insert(*id, b.clone());
+            pending.insert(*id, ours.clone());
+        }
+        for (id, ours) in std::mem::take(&mut self.pending) {
+            before
+                .entry(id)
+                .or_insert_with(|| c.manifest.entries.get(&id).cloned());
+            pending.insert(id, ours);
+        }
+        for address in &parked.superseded {
+            if !self.superseded.contains(address) {
+                self.superseded.push(*address);
+            }
+        }
+        let result = self.commit_pending(&mut before, &mut pending, !parked.is_empty());
+        let c = &mut *self.collection;
+        match result {
+            Ok(()) => {
+                self.committed = true;
+                if !parked.is_empty() {
+                    c.parked = Parked::default();
+                    c.vault
+                        .save_parked(&c.owner, &c.id, &c.manifest.name, &c.parked)?;
+                }
+                for address in std::mem::take(&mut self.superseded) {
+                    c.vault.store.delete_object_version(&address)?;
+                }
+                Ok(())
+            }
+            Err(e) => {
+                let offline =
+                    matches!(&e, Error::Store(s) if c.vault.store.keeps_offline_writes(s));
+                if !offline && parked.is_empty() {
+                    // Nothing parked: the batch fails and its pages are removed (Drop).
+                    return Err(e);
+                }
+                let entries = pending
+                    .into_iter()
+                    .map(|(id, ours)| (id, (before.remove(&id).flatten(), ours)))
+                    .collect();
+                let now = Parked::new(entries, std::mem::take(&mut self.superseded));
+                c.vault
+                    .save_parked(&c.owner, &c.id, &c.manifest.name, &now)?;
+                c.parked = now;
+                // Its pages stay: the parked changes reference them.
+                self.committed = true;
+                if offline {
+                    tracing::info!(
+                        target: "vault_core",
+                        queued = c.parked.entries.len(),
+                        "store unreachable: the commit is parked on this device"
+                    );
+                    Ok(())
+                } else {
+                    Err(e)
+                }
+            }
+        }
+    }
+
+    /// Commits `pending` (each made on `before`), merging with other writers: first onto
+    /// the manifest held now when changes were parked (they were made on an older one),
+    /// then after every lost compare-and-swap.
+    fn commit_pending(
+        &mut self,
+        before: &mut BTreeMap<ObjectId, Option<Entry>>,
+        pending: &mut BTreeMap<ObjectId, Entry>,
+        had_parked: bool,
+    ) -> Result<(), Error> {
+        if had_parked {
+            *pending = self.rebase(before, std::mem::take(pending))?;
+            self.rebased(before, pending);
+        }
         let mut merges = 0;
         while !pending.is_empty() {
             match self.collection.commit_entries(pending.clone()) {
-                Ok(()) => break,
+                Ok(()) => return Ok(()),
                 Err(Error::Conflict) if merges < MERGE_ATTEMPTS => {
                     merges += 1;
-                    let base = self.collection.manifest.clone();
                     self.collection.refresh()?;
-                    pending = self.rebase(&base, pending)?;
+                    *pending = self.rebase(before, std::mem::take(pending))?;
+                    self.rebased(before, pending);
                 }
                 Err(e) => return Err(e),
             }
         }
-        self.committed = true;
-        for address in std::mem::take(&mut self.superseded) {
-            self.collection
-                .vault
-                .store
-                .delete_object_version(&address)?;
-        }
         Ok(())
+    }
+
+    /// After a rebase, the changes are made on the manifest held now.
+    fn rebased(
+        &self,
+        before: &mut BTreeMap<ObjectId, Option<Entry>>,
+        pending: &BTreeMap<ObjectId, Entry>,
+    ) {
+        let entries = &self.collection.manifest.entries;
+        *before = pending
+            .keys()
+            .map(|id| (*id, entries.get(id).cloned()))
+            .collect();
     }
 }
 
 impl<S: Store> Batch<'_, '_, S> {
-    /// Re-applies `pending`, written against `base`, on top of the manifest the collection
-    /// holds now (refreshed and verified): the merge of pages.md §6.1.
+    /// Re-applies `pending`, each change made on its entry in `base` (`None`: a new
+    /// object), on top of the manifest the collection holds now (refreshed and verified):
+    /// the merge of pages.md §6.1.
     fn rebase(
         &mut self,
-        base: &Manifest,
+        base: &BTreeMap<ObjectId, Option<Entry>>,
         pending: BTreeMap<ObjectId, Entry>,
     ) -> Result<BTreeMap<ObjectId, Entry>, Error> {
         let mut out: BTreeMap<ObjectId, Entry> = BTreeMap::new();
         for (id, ours) in pending {
-            let before = base.entries.get(&id);
+            let before = base.get(&id).and_then(Option::as_ref);
             let now = self.collection.manifest.entries.get(&id).cloned();
             if now.as_ref() != before {
                 // The other writer changed this object too.

@@ -7,8 +7,10 @@
 //! intact: once the attack is off a fresh read gives the right data, a refused rollback is
 //! still refused later, and a substituted key was not pinned.
 //!
-//! The last test stores names and contents carrying a marker and scans every request body
+//! One test stores names and contents carrying a marker and scans every request body
 //! the proxy saw and every byte the server stored for it (UTF-8, UTF-16, hex, base64).
+//! Another reads through the device's local cache (`CachedStore`) under attack and checks
+//! that nothing tampered entered it (the cache then serves the object alone, offline).
 //!
 //! THREATS classes: C1, C2, C3, C4, C9, C10, C11, C12, C13, C14, C16, C17; invariants I1–I4.
 //! The server uses a fast login verifier and the keyrings a 10-iteration KDF, as in
@@ -1902,4 +1904,192 @@ fn large_transfers_resume_page_by_page_after_dropped_connections() {
         .collect();
     // 12 pages, two of them twice: resumed at the cut page, not from the start.
     assert_eq!(gets.len(), 14, "{gets:?}");
+}
+
+// ---------------------------------------------------------------------------------------
+// The device's cache under attack (client.md §8.1).
+
+/// **Cache poisoning (C9–C11, C14 through the cache; I2).** A second device of Alice reads
+/// through its local cache (`CachedStore`) while the server answers a duplicated, replayed,
+/// flipped, truncated and forged page, another object's and a replayed header, and a
+/// rolled-back, flipped and relocated manifest. Every read is refused, and after each attack
+/// every page and header the cache answers for the object is the honest one and the cached
+/// manifest is the one the device accepted: nothing wrong was written into the cache. Then
+/// the device reads honestly, the server goes away (every connection cut), and the device
+/// reads the object from its cache alone, byte for byte.
+#[test]
+fn tampered_answers_never_enter_the_devices_cache() {
+    use vault_core::CachedStore;
+
+    let w = World::start();
+    let alice = w.user("alice");
+    let token = alice.token().to_owned();
+    let page = 4096usize;
+    let pages = 4u32;
+    let len = page * (pages as usize - 1) + 100;
+    let mut docs = alice.vault.collection("docs").unwrap();
+    let mut notes = alice.vault.collection("notes").unwrap();
+    notes.put("n.txt", b"a note").unwrap();
+    docs.put_reader("big.bin", &mut &noise(len, 1)[..], &small_pages())
+        .unwrap();
+    let c = docs.id();
+    let listed = |c: &vault_core::Collection<'_, RemoteStore>, name: &str| {
+        c.list().into_iter().find(|l| l.name == name).unwrap()
+    };
+    let v1 = listed(&docs, "big.bin");
+    let get = |p: String| w.proxy.get_ok(&p, &token).body;
+    let old_page = get(page_path(&c, &v1.id, v1.version, 0));
+    let old_header = get(header_path(&c, &v1.id, v1.version));
+    let old_manifest = w.proxy.get_ok(&manifest_path(&c), &token);
+    let big = noise(len, 2);
+    docs.put_reader("big.bin", &mut &big[..], &small_pages())
+        .unwrap();
+    docs.put_reader("other.bin", &mut &noise(len, 3)[..], &small_pages())
+        .unwrap();
+    let obj = listed(&docs, "big.bin");
+    let oth = listed(&docs, "other.bin");
+    let pg = |i: u32| page_path(&c, &obj.id, obj.version, i);
+    let hd = header_path(&c, &obj.id, obj.version);
+    let honest_pages: Vec<Vec<u8>> = (0..pages).map(|i| get(pg(i))).collect();
+    let honest_header = get(hd.clone());
+    let current = w.proxy.get_ok(&manifest_path(&c), &token);
+    let other_manifest = w.proxy.get_ok(&manifest_path(&notes.id()), &token);
+    let other_header = get(header_path(&c, &oth.id, oth.version));
+
+    // Alice's second device, with a cache directory.
+    let cache_dir = tempfile::tempdir().unwrap();
+    let password = Password::from("alice's password");
+    let (session, keyring) = w
+        .client
+        .login_and_unlock("alice", &password, &Login::new())
+        .unwrap();
+    let device = Vault::open(
+        CachedStore::open(session.store(), cache_dir.path()).unwrap(),
+        keyring,
+        LocalState::in_memory(),
+    );
+    let mut dev_docs = device.collection("docs").unwrap();
+    let cache = device.store();
+    let address = |i: u32| vault_core::PageAddress {
+        collection: c,
+        object: obj.id,
+        version: obj.version,
+        index: i,
+    };
+    let header_address = vault_core::ObjectAddress {
+        collection: c,
+        object: obj.id,
+        version: obj.version,
+    };
+    // What the cache answers (itself when it holds the item, else the now honest server)
+    // is the honest item.
+    let cache_is_clean = |what: &str| {
+        for i in 0..pages {
+            assert_eq!(
+                cache.get_page(&address(i)).unwrap().unwrap(),
+                honest_pages[i as usize],
+                "{what}: page {i} in the cache"
+            );
+        }
+        assert_eq!(
+            cache.get_header(&header_address).unwrap().unwrap(),
+            honest_header,
+            "{what}: the header in the cache"
+        );
+        assert_eq!(
+            cache.cached_manifest_version(&c),
+            current.version(),
+            "{what}: the cached manifest"
+        );
+    };
+
+    // The header first (nothing is cached before it verifies), then page 0 (nothing before
+    // it), then page 2 (pages 0 and 1 verify and are cached; page 2 must not be): an item
+    // the cache already holds is not asked again, so each attack must reach the server.
+    let page_attacks: Vec<(&str, Box<proxy::Rule>)> = vec![
+        (
+            "the header of another object",
+            Box::new(replace(hd.clone(), other_header.clone(), None)),
+        ),
+        (
+            "the header of the previous version (replay)",
+            Box::new(replace(hd.clone(), old_header.clone(), None)),
+        ),
+        (
+            "a flipped bit in the header",
+            Box::new(mangle(hd.clone(), flip(70))),
+        ),
+        (
+            "page 0 of the previous version (replay)",
+            Box::new(replace(pg(0), old_page.clone(), None)),
+        ),
+        (
+            "page 0 answered with page 1",
+            Box::new(replace(pg(0), honest_pages[1].clone(), None)),
+        ),
+        (
+            "a flipped bit in page 0",
+            Box::new(mangle(pg(0), flip(900))),
+        ),
+        ("page 0 truncated", Box::new(mangle(pg(0), truncate_half))),
+        (
+            "page 0 forged",
+            Box::new(replace(pg(0), noise(honest_pages[0].len(), 5), None)),
+        ),
+        (
+            "page 2 answered with page 0",
+            Box::new(replace(pg(2), honest_pages[0].clone(), None)),
+        ),
+    ];
+    for (what, rule) in page_attacks {
+        w.under(what, rule, || integrity(dev_docs.get("big.bin"), what));
+        cache_is_clean(what);
+    }
+    let manifest_attacks: Vec<(&str, Box<proxy::Rule>)> = vec![
+        (
+            "an older manifest (rollback)",
+            Box::new(replace(
+                manifest_path(&c),
+                old_manifest.body.clone(),
+                old_manifest.version(),
+            )),
+        ),
+        (
+            "a flipped manifest",
+            Box::new(mangle(manifest_path(&c), flip(100))),
+        ),
+        (
+            "another collection's manifest under the current version",
+            Box::new(replace(
+                manifest_path(&c),
+                other_manifest.body.clone(),
+                current.version(),
+            )),
+        ),
+    ];
+    for (what, rule) in manifest_attacks {
+        w.under(what, rule, || integrity(dev_docs.refresh(), what));
+        cache_is_clean(what);
+    }
+
+    // An honest read fills the cache; then the server is gone and the cache serves alone.
+    assert_eq!(dev_docs.get("big.bin").unwrap(), big);
+    for i in 0..pages {
+        assert!(cache.holds_page(&address(i)), "page {i} cached");
+    }
+    drop(dev_docs);
+    w.proxy.set_swallow(|_| {
+        Some(Response {
+            status: proxy::CUT,
+            headers: Vec::new(),
+            body: Vec::new(),
+        })
+    });
+    let offline = device.collection("docs").unwrap();
+    assert_eq!(offline.get("big.bin").unwrap(), big);
+    let e = RemoteError::from(offline.get("other.bin").unwrap_err());
+    assert!(
+        matches!(e, RemoteError::Unreachable | RemoteError::TimedOut),
+        "never read here, so not cached: {e:?}"
+    );
 }

@@ -15,12 +15,13 @@ use std::time::Duration;
 
 use hmac::{Hmac, Mac};
 use rand_core::OsRng;
-use serde_json::{json, Value};
 use tokio::sync::oneshot;
-use vault_core::remote::{Login, RemoteError, SecondFactor, Server, ServerOptions, Session};
+use vault_core::remote::{
+    Login, OtpKind, RemoteError, SecondFactor, Server, ServerOptions, Session,
+};
 use vault_core::{Error, LocalState, PutOptions, Store, Vault};
 use vault_keyring::danger::{insecure_test_params, insecure_test_policy};
-use vault_keyring::{KdfParams, Keyring, KeyringOptions, Password, PasswordKeys};
+use vault_keyring::{KdfParams, Keyring, KeyringOptions, Password};
 use vault_server::api::{self, AppState, Clock};
 use vault_server::auth::VerifierPolicy;
 use vault_server::config::Config;
@@ -393,25 +394,6 @@ fn totp(secret: &[u8], now: u64) -> String {
     format!("{:06}", bin % 1_000_000)
 }
 
-/// A raw JSON request with the session's token (MFA enrolment has no wrapper yet).
-fn raw(ts: &TestServer, session: &Session, path: &str, body: Value) -> (u16, Value) {
-    // reqwest's own client needs a process-wide rustls provider (this crate's client
-    // brings its configuration instead).
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let client = reqwest::blocking::Client::builder()
-        .no_proxy()
-        .build()
-        .unwrap();
-    let r = client
-        .post(format!("{}{path}", ts.url))
-        .bearer_auth(session.expose_token())
-        .json(&body)
-        .send()
-        .unwrap();
-    let status = r.status().as_u16();
-    (status, r.json().unwrap_or(Value::Null))
-}
-
 #[test]
 fn totp_login_and_elevation() {
     let ts = TestServer::start(false);
@@ -420,32 +402,12 @@ fn totp_login_and_elevation() {
     register(&server, "dave", "dave's password");
     let session = server.login("dave", &password, &Login::new()).unwrap();
 
-    // Enrol TOTP through the server's MFA routes.
-    let (_, sealed) = session.download_keyring().unwrap();
-    let keys = PasswordKeys::derive_with_policy(
-        &password,
-        &sealed.kdf_params(),
-        &insecure_test_policy(1_000),
-    )
-    .unwrap();
-    let secret = data_encoding::BASE64URL_NOPAD.encode(keys.login_secret().expose_bytes());
-    let (status, v) = raw(
-        &ts,
-        &session,
-        "/v1/account/mfa/otp",
-        json!({"kind": "totp", "login_secret": secret}),
-    );
-    assert_eq!(status, 201);
-    let otp_secret = data_encoding::BASE32_NOPAD
-        .decode(v["secret"].as_str().unwrap().as_bytes())
+    // Enrol TOTP.
+    let enrolment = session.enroll_otp(OtpKind::Totp, &password).unwrap();
+    let otp_secret = enrolment.secret_bytes().to_vec();
+    session
+        .confirm_otp(OtpKind::Totp, &totp(&otp_secret, ts.clock.now()))
         .unwrap();
-    let (status, _) = raw(
-        &ts,
-        &session,
-        "/v1/account/mfa/otp/confirm",
-        json!({"kind": "totp", "code": totp(&otp_secret, ts.clock.now())}),
-    );
-    assert_eq!(status, 200);
     ts.clock.advance(30);
 
     // Without a factor: required; a wrong one: failed; the right one: a session.
@@ -500,6 +462,106 @@ fn totp_login_and_elevation() {
     server
         .login_and_unlock("dave", &new_password, &Login::new().device_token(&device))
         .unwrap();
+}
+
+/// MFA enrolment and management through the client: status, TOTP enrolment (a wrong
+/// password and a wrong code refused), confirmation with backup codes, a login that needs
+/// the factor, a backup code that works once, new backup codes and turning MFA off (both
+/// sensitive: elevation first).
+#[test]
+fn mfa_enrolment_backup_codes_and_disable() {
+    let ts = TestServer::start(false);
+    let server = ts.client();
+    let password = Password::from("gina's password");
+    register(&server, "gina", "gina's password");
+    let session = server.login("gina", &password, &Login::new()).unwrap();
+
+    let status = session.mfa_status().unwrap();
+    assert!(!status.enabled && status.factors.is_empty() && status.pending.is_none());
+
+    // A wrong password does not enrol.
+    assert!(matches!(
+        session.enroll_otp(OtpKind::Totp, &Password::from("not it")),
+        Err(RemoteError::AuthenticationFailed)
+    ));
+    let enrolment = session.enroll_otp(OtpKind::Totp, &password).unwrap();
+    assert_eq!(enrolment.kind(), OtpKind::Totp);
+    assert_eq!(enrolment.digits(), 6);
+    assert_eq!(enrolment.period(), Some(30));
+    assert!(enrolment.expose_uri().starts_with("otpauth://totp/"));
+    assert!(enrolment.expose_uri().contains(enrolment.expose_secret()));
+    assert!(!format!("{enrolment:?}").contains(enrolment.expose_secret()));
+    let otp_secret = enrolment.secret_bytes().to_vec();
+    assert_eq!(session.mfa_status().unwrap().pending, Some(OtpKind::Totp));
+
+    // A wrong code is refused and leaves the enrolment pending; the right one confirms it.
+    let right = totp(&otp_secret, ts.clock.now());
+    let wrong = if right == "000000" {
+        "111111"
+    } else {
+        "000000"
+    };
+    assert!(matches!(
+        session.confirm_otp(OtpKind::Totp, wrong),
+        Err(RemoteError::MfaFailed)
+    ));
+    let codes = session.confirm_otp(OtpKind::Totp, &right).unwrap();
+    assert_eq!(codes.len(), 10);
+    assert!(!format!("{codes:?}").contains(codes.expose().next().unwrap()));
+    let codes: Vec<String> = codes.expose().map(str::to_owned).collect();
+    let status = session.mfa_status().unwrap();
+    assert!(status.enabled);
+    assert_eq!(status.factors.len(), 1);
+    assert_eq!(status.factors[0].kind, OtpKind::Totp);
+    assert_eq!(status.pending, None);
+    assert_eq!(status.backup_codes_left, 10);
+
+    // Logins need the factor now; a backup code works once.
+    assert!(matches!(
+        server.login("gina", &password, &Login::new()),
+        Err(RemoteError::MfaRequired)
+    ));
+    let with_code = Login::new().second_factor(SecondFactor::backup_code(&codes[0]));
+    let second = server.login("gina", &password, &with_code).unwrap();
+    assert_eq!(second.backup_codes_left(), Some(9));
+    assert!(matches!(
+        server.login("gina", &password, &with_code),
+        Err(RemoteError::MfaFailed)
+    ));
+
+    // New backup codes and turning MFA off are sensitive.
+    assert!(matches!(
+        session.new_backup_codes(),
+        Err(RemoteError::ElevationRequired)
+    ));
+    assert!(matches!(
+        session.disable_mfa(&password),
+        Err(RemoteError::ElevationRequired)
+    ));
+    ts.clock.advance(30);
+    session
+        .elevate(&SecondFactor::totp(&totp(&otp_secret, ts.clock.now())))
+        .unwrap();
+    let fresh = session.new_backup_codes().unwrap();
+    assert_eq!(fresh.len(), 10);
+    // The old codes are gone.
+    assert!(matches!(
+        server.login(
+            "gina",
+            &password,
+            &Login::new().second_factor(SecondFactor::backup_code(&codes[1]))
+        ),
+        Err(RemoteError::MfaFailed)
+    ));
+    assert!(matches!(
+        session.disable_mfa(&Password::from("not it")),
+        Err(RemoteError::AuthenticationFailed)
+    ));
+    session.disable_mfa(&password).unwrap();
+    let status = session.mfa_status().unwrap();
+    assert!(!status.enabled && status.factors.is_empty());
+    assert_eq!(status.backup_codes_left, 0);
+    server.login("gina", &password, &Login::new()).unwrap();
 }
 
 #[test]

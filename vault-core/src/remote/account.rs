@@ -1,6 +1,6 @@
 //! Accounts over the API (docs/spec/client.md §7): registration, pre-login and login (with
-//! a second factor), the sealed keyring, password change, elevation, logout, the name
-//! directory and identity bundles.
+//! a second factor), the sealed keyring, password change, elevation, MFA enrolment and
+//! management (docs/spec/mfa.md §4), logout, the name directory and identity bundles.
 
 use std::sync::{Arc, Mutex};
 
@@ -145,6 +145,186 @@ impl Login {
     }
 }
 
+/// The kind of a one-time-password factor (docs/spec/mfa.md §1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum OtpKind {
+    /// RFC 6238 time-based codes (authenticator apps): 6 digits, 30-second steps.
+    Totp,
+    /// RFC 4226 counter-based codes: 6 digits.
+    Hotp,
+}
+
+impl OtpKind {
+    /// The API's name: `totp` or `hotp`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OtpKind::Totp => "totp",
+            OtpKind::Hotp => "hotp",
+        }
+    }
+
+    fn parse(text: &str) -> Result<Self, RemoteError> {
+        match text {
+            "totp" => Ok(OtpKind::Totp),
+            "hotp" => Ok(OtpKind::Hotp),
+            _ => Err(RemoteError::Protocol("unknown second-factor kind")),
+        }
+    }
+}
+
+impl std::fmt::Display for OtpKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A confirmed factor in [`MfaStatus`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct MfaFactor {
+    /// TOTP or HOTP.
+    pub kind: OtpKind,
+    /// Confirmed at (Unix seconds, the server's clock).
+    pub since: u64,
+}
+
+/// A trusted device in [`MfaStatus`] (docs/spec/mfa.md §2).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TrustedDevice {
+    /// The device id (16 bytes; for revocation).
+    pub id: [u8; 16],
+    /// The label given when it was trusted (the server's word: show it as untrusted text).
+    pub label: String,
+    /// Trusted since (Unix seconds).
+    pub created: u64,
+    /// Trusted until (Unix seconds).
+    pub expires: u64,
+    /// The last login that used it (Unix seconds).
+    pub last_used: u64,
+}
+
+/// The account's MFA settings (`GET /v1/account/mfa`): never a secret or a code.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct MfaStatus {
+    /// Whether logins and sensitive operations need a second factor.
+    pub enabled: bool,
+    /// The confirmed factors.
+    pub factors: Vec<MfaFactor>,
+    /// The kind of an enrolment waiting for its first code ([`Session::confirm_otp`]).
+    pub pending: Option<OtpKind>,
+    /// Unused backup codes.
+    pub backup_codes_left: u64,
+    /// Trusted devices.
+    pub devices: Vec<TrustedDevice>,
+    /// The IP allow-list (CIDR ranges as the server wrote them); empty: every address.
+    pub allowlist: Vec<String>,
+}
+
+/// A new TOTP/HOTP secret from [`Session::enroll_otp`], to put into an authenticator
+/// (shown once). The secret and the URI (which holds the secret) are wiped when dropped
+/// and never shown in `Debug`.
+pub struct OtpEnrolment {
+    kind: OtpKind,
+    secret: Zeroizing<String>,
+    uri: Zeroizing<String>,
+    algorithm: String,
+    digits: u32,
+    period: Option<u64>,
+    confirm_before: u64,
+}
+
+impl std::fmt::Debug for OtpEnrolment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OtpEnrolment")
+            .field("kind", &self.kind)
+            .field("secret", &"[redacted]")
+            .field("uri", &"[redacted]")
+            .field("algorithm", &self.algorithm)
+            .field("digits", &self.digits)
+            .field("period", &self.period)
+            .field("confirm_before", &self.confirm_before)
+            .finish()
+    }
+}
+
+impl OtpEnrolment {
+    /// TOTP or HOTP.
+    pub fn kind(&self) -> OtpKind {
+        self.kind
+    }
+
+    /// The secret in base32 (RFC 4648, no padding), as authenticator apps take it typed
+    /// in. A secret: show it to the user once, never log it.
+    pub fn expose_secret(&self) -> &str {
+        &self.secret
+    }
+
+    /// The secret's bytes.
+    pub fn secret_bytes(&self) -> Zeroizing<Vec<u8>> {
+        // Checked to decode when the answer was read.
+        Zeroizing::new(
+            data_encoding::BASE32_NOPAD
+                .decode(self.secret.as_bytes())
+                .unwrap_or_default(),
+        )
+    }
+
+    /// The `otpauth://` URI (for a QR code). It holds the secret: same care.
+    pub fn expose_uri(&self) -> &str {
+        &self.uri
+    }
+
+    /// The HMAC (`SHA1`).
+    pub fn algorithm(&self) -> &str {
+        &self.algorithm
+    }
+
+    /// Digits per code (6).
+    pub fn digits(&self) -> u32 {
+        self.digits
+    }
+
+    /// TOTP: seconds per code (30); HOTP: `None`.
+    pub fn period(&self) -> Option<u64> {
+        self.period
+    }
+
+    /// Until when the enrolment waits for its first code (Unix seconds, server clock).
+    pub fn confirm_before(&self) -> u64 {
+        self.confirm_before
+    }
+}
+
+/// Backup codes (`XXXX-XXXX-XXXX-XXXX`, single use), shown once: wiped when dropped,
+/// never shown in `Debug` (only their number).
+pub struct BackupCodes(Vec<Zeroizing<String>>);
+
+impl std::fmt::Debug for BackupCodes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "BackupCodes({} [redacted])", self.0.len())
+    }
+}
+
+impl BackupCodes {
+    /// How many.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// None: the account had codes already, and they stay valid
+    /// ([`Session::confirm_otp`]).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The codes. Secrets: show them to the user once, never log them.
+    pub fn expose(&self) -> impl Iterator<Item = &str> + '_ {
+        self.0.iter().map(|c| c.as_str())
+    }
+}
+
 #[derive(serde::Serialize)]
 struct FactorBody<'a> {
     kind: &'a str,
@@ -191,6 +371,166 @@ struct PasswordBody<'a> {
 #[derive(serde::Serialize)]
 struct ElevationBody<'a> {
     second_factor: FactorBody<'a>,
+}
+
+#[derive(serde::Serialize)]
+struct EnrolBody<'a> {
+    kind: &'a str,
+    login_secret: &'a str,
+}
+
+#[derive(serde::Serialize)]
+struct ConfirmBody<'a> {
+    kind: &'a str,
+    code: &'a str,
+}
+
+#[derive(serde::Serialize)]
+struct SecretBody<'a> {
+    login_secret: &'a str,
+}
+
+#[derive(serde::Deserialize)]
+struct FactorAnswer {
+    kind: String,
+    since: u64,
+}
+
+#[derive(serde::Deserialize)]
+struct DeviceAnswer {
+    id: String,
+    label: String,
+    created: u64,
+    expires: u64,
+    last_used: u64,
+}
+
+#[derive(serde::Deserialize)]
+struct MfaStatusAnswer {
+    enabled: bool,
+    factors: Vec<FactorAnswer>,
+    pending: Option<String>,
+    backup_codes_left: u64,
+    devices: Vec<DeviceAnswer>,
+    allowlist: Vec<String>,
+}
+
+#[derive(serde::Deserialize)]
+struct EnrolAnswer {
+    kind: String,
+    secret: String,
+    uri: String,
+    algorithm: String,
+    digits: u32,
+    #[serde(default)]
+    period: Option<u64>,
+    confirm_before: u64,
+}
+
+#[derive(serde::Deserialize)]
+struct BackupCodesAnswer {
+    backup_codes: Vec<String>,
+}
+
+/// Text from the server that is shown to the user: printable ASCII, bounded.
+fn printable(text: &str, max: usize) -> bool {
+    !text.is_empty() && text.len() <= max && text.bytes().all(|b| b.is_ascii_graphic())
+}
+
+impl MfaStatusAnswer {
+    fn check(self) -> Result<MfaStatus, RemoteError> {
+        let factors = self
+            .factors
+            .into_iter()
+            .map(|f| {
+                Ok(MfaFactor {
+                    kind: OtpKind::parse(&f.kind)?,
+                    since: f.since,
+                })
+            })
+            .collect::<Result<Vec<_>, RemoteError>>()?;
+        let devices = self
+            .devices
+            .into_iter()
+            .map(|d| {
+                if d.label.len() > 256 || d.label.chars().any(char::is_control) {
+                    return Err(RemoteError::Protocol("malformed device label"));
+                }
+                Ok(TrustedDevice {
+                    id: unhex16(&d.id)?,
+                    label: d.label,
+                    created: d.created,
+                    expires: d.expires,
+                    last_used: d.last_used,
+                })
+            })
+            .collect::<Result<Vec<_>, RemoteError>>()?;
+        if self.allowlist.iter().any(|r| !printable(r, 64)) {
+            return Err(RemoteError::Protocol("malformed allow-list"));
+        }
+        Ok(MfaStatus {
+            enabled: self.enabled,
+            factors,
+            pending: self.pending.as_deref().map(OtpKind::parse).transpose()?,
+            backup_codes_left: self.backup_codes_left,
+            devices,
+            allowlist: self.allowlist,
+        })
+    }
+}
+
+impl EnrolAnswer {
+    fn check(self, asked: OtpKind) -> Result<OtpEnrolment, RemoteError> {
+        let secret = Zeroizing::new(self.secret);
+        let uri = Zeroizing::new(self.uri);
+        if OtpKind::parse(&self.kind)? != asked {
+            return Err(RemoteError::Protocol("enrolment answered another kind"));
+        }
+        let bytes = Zeroizing::new(
+            data_encoding::BASE32_NOPAD
+                .decode(secret.as_bytes())
+                .map_err(|_| RemoteError::Protocol("malformed second-factor secret"))?,
+        );
+        if !(10..=64).contains(&bytes.len()) {
+            return Err(RemoteError::Protocol("second-factor secret length"));
+        }
+        // The URI an app scans must hold the secret shown in text.
+        let prefix = format!("otpauth://{}/", asked.as_str());
+        let holds_secret = uri
+            .split_once('?')
+            .is_some_and(|(_, query)| query.split('&').any(|p| p == format!("secret={}", *secret)));
+        if !printable(&uri, 2048) || !uri.starts_with(&prefix) || !holds_secret {
+            return Err(RemoteError::Protocol("malformed otpauth URI"));
+        }
+        if !printable(&self.algorithm, 16) || !(6..=10).contains(&self.digits) {
+            return Err(RemoteError::Protocol("second-factor parameters"));
+        }
+        let period = match (asked, self.period) {
+            (OtpKind::Totp, Some(p)) if (1..=3600).contains(&p) => Some(p),
+            (OtpKind::Hotp, None) => None,
+            _ => return Err(RemoteError::Protocol("second-factor parameters")),
+        };
+        Ok(OtpEnrolment {
+            kind: asked,
+            secret,
+            uri,
+            algorithm: self.algorithm,
+            digits: self.digits,
+            period,
+            confirm_before: self.confirm_before,
+        })
+    }
+}
+
+impl BackupCodesAnswer {
+    fn check(self) -> Result<BackupCodes, RemoteError> {
+        let codes: Vec<Zeroizing<String>> =
+            self.backup_codes.into_iter().map(Zeroizing::new).collect();
+        if codes.len() > 100 || codes.iter().any(|c| !printable(c, 64)) {
+            return Err(RemoteError::Protocol("malformed backup codes"));
+        }
+        Ok(BackupCodes(codes))
+    }
 }
 
 #[derive(serde::Serialize)]
@@ -613,8 +953,9 @@ impl Session {
         self.backup_codes_left
     }
 
-    /// The session token, for calling routes this client does not wrap yet (MFA
-    /// enrolment, the audit log). It is a bearer secret: never log or show it.
+    /// The session token, for calling routes this client does not wrap yet (the audit
+    /// log, trusted-device revocation, the IP allow-list) and for saving the session
+    /// ([`Server::resume`]). It is a bearer secret: never log or show it.
     pub fn expose_token(&self) -> &str {
         &self.connection.token
     }
@@ -739,6 +1080,109 @@ impl Session {
         Ok(())
     }
 
+    /// The login secret of `password` under the KDF parameters of the account's current
+    /// sealed keyring (the login verifier is replaced with it, keyring.md §3), for the
+    /// routes that check the password again. Never the password itself.
+    fn login_secret(&self, password: &Password) -> Result<Zeroizing<String>, RemoteError> {
+        let (_, sealed) = self.download_keyring()?;
+        let keys = PasswordKeys::derive_with_policy(
+            password,
+            &sealed.kdf_params(),
+            &self.connection.http.kdf_policy,
+        )
+        .map_err(RemoteError::Keyring)?;
+        Ok(secret_text(&keys))
+    }
+
+    /// The account's MFA settings (`GET /v1/account/mfa`, docs/spec/mfa.md §4): factors,
+    /// a pending enrolment, backup codes left, trusted devices, the allow-list.
+    pub fn mfa_status(&self) -> Result<MfaStatus, RemoteError> {
+        let answer: MfaStatusAnswer = success(self.connection.send(Request::new(
+            Method::GET,
+            "/v1/account/mfa".to_owned(),
+            limits::JSON,
+        ))?)?
+        .json()?;
+        answer.check()
+    }
+
+    /// Starts enrolling a TOTP or HOTP factor (`POST /v1/account/mfa/otp`, mfa.md §4): the
+    /// password is checked again by the server through its login secret (derived here, as
+    /// at login; a wrong one is [`RemoteError::AuthenticationFailed`]). The answer is a
+    /// fresh secret to put into an authenticator, shown once; the factor is active only
+    /// after [`Session::confirm_otp`] (within 15 minutes). With MFA already on this is a
+    /// sensitive operation: [`Session::elevate`] first ([`RemoteError::ElevationRequired`]
+    /// otherwise).
+    pub fn enroll_otp(
+        &self,
+        kind: OtpKind,
+        password: &Password,
+    ) -> Result<OtpEnrolment, RemoteError> {
+        let secret = self.login_secret(password)?;
+        let request = Request::new(Method::POST, "/v1/account/mfa/otp".to_owned(), limits::JSON)
+            .json(&EnrolBody {
+                kind: kind.as_str(),
+                login_secret: &secret,
+            })?;
+        let answer: EnrolAnswer = success(self.connection.send_sensitive(request)?)?.json()?;
+        answer.check(kind)
+    }
+
+    /// Confirms the pending enrolment of `kind` with the first code the authenticator shows
+    /// (`POST /v1/account/mfa/otp/confirm`): the factor becomes active (replacing one of
+    /// the same kind), so logins and sensitive operations need a second factor from now
+    /// on. Returns ten backup codes to show once when the account had none (empty
+    /// otherwise: the existing ones stay valid). A wrong code, or no pending enrolment, is
+    /// [`RemoteError::MfaFailed`] (counted as a failed login attempt).
+    pub fn confirm_otp(&self, kind: OtpKind, code: &str) -> Result<BackupCodes, RemoteError> {
+        let code = Zeroizing::new(code.trim().to_owned());
+        let request = Request::new(
+            Method::POST,
+            "/v1/account/mfa/otp/confirm".to_owned(),
+            limits::JSON,
+        )
+        .json(&ConfirmBody {
+            kind: kind.as_str(),
+            code: &code,
+        })?;
+        let answer: BackupCodesAnswer = success(self.connection.send(request)?)?.json()?;
+        answer.check()
+    }
+
+    /// Replaces every backup code with ten new ones, shown once
+    /// (`POST /v1/account/mfa/backup-codes`); the old ones stop working. Sensitive:
+    /// [`Session::elevate`] first. With MFA off the server refuses
+    /// ([`RemoteError::Refused`] with status 400).
+    pub fn new_backup_codes(&self) -> Result<BackupCodes, RemoteError> {
+        let request = Request::new(
+            Method::POST,
+            "/v1/account/mfa/backup-codes".to_owned(),
+            limits::JSON,
+        );
+        let answer: BackupCodesAnswer =
+            success(self.connection.send_sensitive(request)?)?.json()?;
+        answer.check()
+    }
+
+    /// Turns MFA off (`DELETE /v1/account/mfa`): factors, backup codes, trusted devices and
+    /// elevations go; the allow-list stays. The password is checked again (its login
+    /// secret, as for [`Session::enroll_otp`]). Sensitive: [`Session::elevate`] first.
+    pub fn disable_mfa(&self, password: &Password) -> Result<(), RemoteError> {
+        let secret = self.login_secret(password)?;
+        let request = Request::new(Method::DELETE, "/v1/account/mfa".to_owned(), limits::ERROR)
+            .json(&SecretBody {
+                login_secret: &secret,
+            })?;
+        success(self.connection.send_sensitive(request)?)?;
+        // The server dropped every elevation with the factors.
+        *self
+            .connection
+            .elevation
+            .lock()
+            .map_err(|_| RemoteError::Protocol("session lock poisoned"))? = None;
+        Ok(())
+    }
+
     /// The user id of a login name (`GET /v1/users/{name}`); [`RemoteError::NotFound`] if
     /// there is none. The answer is the server's word: pin the identity and compare
     /// fingerprints before trusting it ([`crate::Vault::fetch_identity`]).
@@ -827,5 +1271,48 @@ mod tests {
         let text = format!("{login:?}");
         assert!(!text.contains("123456") && !text.contains("device-token-secret"));
         assert!(!format!("{:?}", SecondFactor::backup_code("ABCD-EFGH")).contains("ABCD"));
+        let codes = BackupCodesAnswer {
+            backup_codes: vec!["ABCD-EFGH-JKMN-PQRS".to_owned()],
+        }
+        .check()
+        .unwrap();
+        assert_eq!(codes.len(), 1);
+        assert!(!format!("{codes:?}").contains("ABCD"));
+    }
+
+    fn enrol_answer(kind: &str, secret: &str, uri: &str, period: Option<u64>) -> EnrolAnswer {
+        EnrolAnswer {
+            kind: kind.to_owned(),
+            secret: secret.to_owned(),
+            uri: uri.to_owned(),
+            algorithm: "SHA1".to_owned(),
+            digits: 6,
+            period,
+            confirm_before: 1,
+        }
+    }
+
+    #[test]
+    fn enrolment_answers_are_checked_and_redacted() {
+        let secret = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP";
+        let uri = format!("otpauth://totp/vault:alice?secret={secret}&issuer=vault&period=30");
+        let e = enrol_answer("totp", secret, &uri, Some(30))
+            .check(OtpKind::Totp)
+            .unwrap();
+        assert_eq!(e.expose_secret(), secret);
+        assert_eq!(e.secret_bytes().len(), 20);
+        let text = format!("{e:?}");
+        assert!(!text.contains(secret) && !text.contains("otpauth"));
+        // Another kind, a URI with another secret, a secret that is not base32: refused.
+        assert!(enrol_answer("totp", secret, &uri, Some(30))
+            .check(OtpKind::Hotp)
+            .is_err());
+        let other = uri.replace("secret=J", "secret=K");
+        assert!(enrol_answer("totp", secret, &other, Some(30))
+            .check(OtpKind::Totp)
+            .is_err());
+        assert!(enrol_answer("totp", "not base32!", &uri, Some(30))
+            .check(OtpKind::Totp)
+            .is_err());
     }
 }

@@ -28,8 +28,11 @@
 //!
 //! Also here: account recovery with the recovery code ([`Server::recover`]), resuming a
 //! saved session ([`Server::resume`]) and the change feed ([`RemoteStore::changes`], used by
-//! [`CachedStore::catch_up`](crate::CachedStore::catch_up); docs/spec/client.md §8). Not yet
-//! here: MFA enrolment (use the routes of api.md §5.5 with [`Session::expose_token`]).
+//! [`CachedStore::catch_up`](crate::CachedStore::catch_up); docs/spec/client.md §8) and MFA
+//! enrolment and management ([`Session::mfa_status`], [`Session::enroll_otp`],
+//! [`Session::confirm_otp`], [`Session::new_backup_codes`], [`Session::disable_mfa`]; api.md
+//! §5.5). Not yet here: trusted-device revocation and the IP allow-list (use those routes
+//! with [`Session::expose_token`]).
 //!
 //! [`Store`]: crate::Store
 
@@ -39,7 +42,10 @@ mod transport;
 
 use std::time::Duration;
 
-pub use account::{Login, Registration, SecondFactor, Server, Session};
+pub use account::{
+    BackupCodes, Login, MfaFactor, MfaStatus, OtpEnrolment, OtpKind, Registration, SecondFactor,
+    Server, Session, TrustedDevice,
+};
 pub use store::RemoteStore;
 pub use transport::{RetryPolicy, ServerOptions};
 
